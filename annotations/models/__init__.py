@@ -1,0 +1,32 @@
+from annotations.models.accounts import Invitation, Profile
+from annotations.models.audit import AuditEvent
+from annotations.models.content import Comparison, Prompt, Response, ScreeningHit, System
+from annotations.models.jobs import JobStatus, PreferenceExport, ReportSnapshot, TrainingJob, TrainingMetric
+from annotations.models.rating import Assignment, Judge, Judgment, Rater, Rating
+from annotations.models.study import SCALE_CHOICES, Criterion, Study, StudyCriterion, StudyMembership
+
+__all__ = [
+    "SCALE_CHOICES",
+    "Assignment",
+    "AuditEvent",
+    "Comparison",
+    "Criterion",
+    "Invitation",
+    "JobStatus",
+    "Judge",
+    "Judgment",
+    "PreferenceExport",
+    "Profile",
+    "Prompt",
+    "Rater",
+    "Rating",
+    "ReportSnapshot",
+    "Response",
+    "ScreeningHit",
+    "Study",
+    "StudyCriterion",
+    "StudyMembership",
+    "System",
+    "TrainingJob",
+    "TrainingMetric",
+]

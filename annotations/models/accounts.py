@@ -1,0 +1,34 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+class Profile(models.Model):
+    """A person's platform role. Clinician details appear in reports only in aggregate."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin"
+        RESEARCHER = "researcher"
+        CLINICIAN = "clinician"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    role = models.CharField(max_length=12, choices=Role.choices)
+    licence_type = models.CharField(max_length=100, blank=True)
+    years_of_practice = models.PositiveSmallIntegerField(null=True, blank=True)
+    specialties = models.JSONField(default=list, blank=True)
+
+
+def _invitation_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Invitation(models.Model):
+    token = models.CharField(max_length=64, unique=True, default=_invitation_token)
+    email = models.EmailField()
+    role = models.CharField(max_length=12, choices=Profile.Role.choices)
+    study = models.ForeignKey("annotations.Study", null=True, blank=True, on_delete=models.CASCADE)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)

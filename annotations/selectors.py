@@ -1,0 +1,40 @@
+"""Reads shaped for pages, reports and exports. Writes live in services/."""
+
+from django.db.models import Count, Q
+
+from annotations.models import Assignment, Comparison, ScreeningHit, Study
+
+
+def study_overview(*, study: Study) -> dict[str, int]:
+    """Counts for the study page, in a handful of queries whatever the study's size."""
+    counts = Study.objects.filter(pk=study.pk).aggregate(
+        prompts=Count("prompts", distinct=True),
+        responses=Count("responses", distinct=True),
+        systems=Count("systems", distinct=True),
+    )
+    comparisons = Comparison.objects.filter(study=study).aggregate(
+        total=Count("id"), excluded=Count("id", filter=Q(excluded=True)), gold=Count("id", filter=Q(is_gold=True))
+    )
+    assignments = Assignment.objects.filter(study=study).aggregate(
+        submitted=Count("id", filter=Q(status=Assignment.Status.SUBMITTED)),
+        leased=Count("id", filter=Q(status=Assignment.Status.LEASED)),
+    )
+    return {
+        **counts,
+        "comparisons": comparisons["total"],
+        "comparisons_excluded": comparisons["excluded"],
+        "comparisons_gold": comparisons["gold"],
+        "assignments_submitted": assignments["submitted"],
+        "assignments_leased": assignments["leased"],
+        "open_screening_hits": screening_hits_open(study=study).count(),
+    }
+
+
+def screening_hits_open(*, study: Study):
+    return (
+        ScreeningHit.objects.filter(
+            response__study=study, resolution=ScreeningHit.Resolution.OPEN, response__excluded=False
+        )
+        .select_related("response", "response__system")
+        .order_by("response__external_id", "term")
+    )

@@ -1,0 +1,119 @@
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotations.models import Criterion, ScreeningHit, Study, StudyCriterion, StudyMembership
+from annotations.rubric import DEFAULT_CRITERIA
+from annotations.services.audit import audit_record
+
+
+def criteria_ensure_defaults() -> list[Criterion]:
+    """Create version 1 of each default criterion if missing; return the default set in rubric order."""
+    criteria = []
+    for item in DEFAULT_CRITERIA:
+        fields = {k: v for k, v in item.items() if k != "key"}
+        criterion, _ = Criterion.objects.get_or_create(key=item["key"], version=1, defaults=fields)
+        criteria.append(criterion)
+    return criteria
+
+
+def criterion_define(*, key: str, title: str, question: str, better_when: str, worse_when: str) -> Criterion:
+    """Return the latest version of `key` if its text is unchanged, else create the next version."""
+    latest = Criterion.objects.filter(key=key).order_by("-version").first()
+    text = {"title": title, "question": question, "better_when": better_when, "worse_when": worse_when}
+    if latest and all(getattr(latest, field) == value for field, value in text.items()):
+        return latest
+    criterion = Criterion(key=key, version=(latest.version + 1) if latest else 1, is_overall=key == "overall", **text)
+    criterion.full_clean()
+    criterion.save()
+    return criterion
+
+
+@transaction.atomic
+def study_create(
+    *,
+    slug: str,
+    title: str,
+    scale_points: int = 3,
+    overlap_k: int = 3,
+    criterion_keys: list[str] | None = None,
+    owner: AbstractBaseUser | None = None,
+    description: str = "",
+) -> Study:
+    study = Study(
+        slug=slug, title=title, scale_points=scale_points, overlap_k=overlap_k, owner=owner, description=description
+    )
+    study.full_clean()
+    study.save()
+    defaults = {c.key: c for c in criteria_ensure_defaults()}
+    keys = criterion_keys or [c["key"] for c in DEFAULT_CRITERIA]
+    for position, key in enumerate(keys):
+        criterion = defaults.get(key) or Criterion.objects.filter(key=key).order_by("-version").first()
+        if criterion is None:
+            raise ValidationError({"criteria": f"Unknown criterion {key!r}."})
+        StudyCriterion.objects.create(study=study, criterion=criterion, position=position)
+    if owner is not None:
+        StudyMembership.objects.create(study=study, user=owner, role=StudyMembership.Role.OWNER)
+    audit_record(actor=owner, action="study.create", study=study, obj=study, data={"slug": slug})
+    return study
+
+
+def study_criteria(study: Study) -> list[Criterion]:
+    return [sc.criterion for sc in study.study_criteria.select_related("criterion").order_by("position")]
+
+
+@transaction.atomic
+def study_open(*, study: Study, actor: AbstractBaseUser | None, override_screening: bool = False) -> Study:
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status == Study.Status.OPEN:
+        return study
+    open_hits = ScreeningHit.objects.filter(
+        response__study=study, resolution=ScreeningHit.Resolution.OPEN, response__excluded=False
+    ).count()
+    if open_hits and not (override_screening or study.screening_override):
+        raise ValidationError(
+            f"{open_hits} screening hit(s) may reveal a system; resolve them or open with an explicit override."
+        )
+    if not study.comparisons.filter(excluded=False).exists():
+        raise ValidationError("The study has no comparisons yet; build them first.")
+    study.status = Study.Status.OPEN
+    study.opened_at = timezone.now()
+    if override_screening:
+        study.screening_override = True
+    study.save(update_fields=["status", "opened_at", "screening_override"])
+    audit_record(
+        actor=actor,
+        action="study.open",
+        study=study,
+        obj=study,
+        data={"override": override_screening, "open_hits": open_hits},
+    )
+    return study
+
+
+@transaction.atomic
+def study_close(*, study: Study, actor: AbstractBaseUser | None) -> Study:
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    study.status = Study.Status.CLOSED
+    study.closed_at = timezone.now()
+    study.save(update_fields=["status", "closed_at"])
+    audit_record(actor=actor, action="study.close", study=study, obj=study)
+    return study
+
+
+@transaction.atomic
+def membership_set(
+    *, study: Study, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | None, quota: int | None = None
+) -> StudyMembership:
+    membership, created = StudyMembership.objects.update_or_create(
+        study=study, user=user, defaults={"role": role, "quota": quota}
+    )
+    audit_record(
+        actor=actor,
+        action="membership.set",
+        study=study,
+        obj=membership,
+        data={"user": user.get_username(), "role": role, "created": created},
+    )
+    return membership

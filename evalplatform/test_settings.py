@@ -1,0 +1,17 @@
+"""Settings for the test suite: PostgreSQL and Redis, as in production (never SQLite or eager mode)."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789abcdef")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/evalplatform")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/5")
+os.environ.setdefault("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/6")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
+os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
+os.environ.setdefault("EVALPLATFORM_VAR_DIR", "/tmp/evalplatform-test-var")
+
+from evalplatform.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# make test: browser and services first, then the whole suite on PostgreSQL with a real Celery worker on Redis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "Chromium is missing: sudo apt-get install chromium" >&2; exit 1
+  fi
+fi
+scripts/services.sh
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+exec .venv/bin/pytest "$@"
