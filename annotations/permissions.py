@@ -79,3 +79,10 @@ def studies_visible_to(user: AbstractBaseUser):
         memberships__user=user,
         memberships__role__in=[StudyMembership.Role.OWNER, StudyMembership.Role.RESEARCHER],
     ).distinct()
+
+
+# Accounts and security (object = Study where one is given).
+rules.add_perm("annotations.view_members", is_admin | is_study_researcher)
+rules.add_perm("annotations.view_systems", is_admin | is_study_researcher)
+rules.add_perm("annotations.manage_accounts", is_admin)
+rules.add_perm("annotations.invite_users", is_admin)

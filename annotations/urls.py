@@ -1,7 +1,8 @@
 """HTML pages: one module per area, each with its own urlpatterns."""
 
-from annotations.views import studies
+from annotations.views import accounts, studies
 
 urlpatterns = [
     *studies.urlpatterns,
+    *accounts.urlpatterns,
 ]

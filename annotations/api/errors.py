@@ -18,3 +18,45 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         message, details = "Invalid input.", detail
     response.data = {"error": {"code": code, "message": message, "details": details}}
     return response
+
+
+_ERROR_COMPONENT = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"nullable": True},
+            },
+            "required": ["code", "message", "details"],
+        }
+    },
+    "required": ["error"],
+}
+_ERROR_STATUSES = {
+    "400": "Invalid input; details maps each field to its errors.",
+    "401": "Not authenticated, or the session expired.",
+    "403": "Authenticated but not allowed (or a CSRF failure on a session-authenticated write).",
+    "404": "No such object, or not visible to you.",
+    "405": "Method not allowed.",
+    "429": "Throttled or locked out.",
+}
+
+
+def document_error_responses(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every operation documents the one error shape for its error statuses."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = _ERROR_COMPONENT
+    reference = {"$ref": "#/components/schemas/Error"}
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status_code, description in _ERROR_STATUSES.items():
+                operation["responses"].setdefault(
+                    status_code,
+                    {"description": description, "content": {"application/json": {"schema": reference}}},
+                )
+    return result

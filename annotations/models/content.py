@@ -73,6 +73,9 @@ class Comparison(models.Model):
     is_gold = models.BooleanField(default=False)
     gold_expected = models.JSONField(default=dict, blank=True, help_text="criterion key -> expected canonical value")
     excluded = models.BooleanField(default=False)
+    # Live (leased or submitted) workspace assignments, kept by services.assignment under this row's lock,
+    # so "below k" is an indexed filter and claiming never counts rows.
+    active_assignments = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -80,7 +83,10 @@ class Comparison(models.Model):
             models.UniqueConstraint(fields=["study", "response_first", "response_second"], name="comparison_unique"),
             models.CheckConstraint(condition=Q(response_first__lt=F("response_second")), name="comparison_canonical"),
         ]
-        indexes = [models.Index(fields=["study", "excluded"])]
+        indexes = [
+            models.Index(fields=["study", "excluded"]),
+            models.Index(fields=["study", "is_gold", "excluded", "active_assignments"], name="comparison_pool_idx"),
+        ]
         ordering = ["id"]
 
 

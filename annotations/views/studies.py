@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -6,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
+from kombu import Connection
 
 from annotations import selectors
 from annotations.models import ScreeningHit
@@ -131,8 +133,6 @@ def screening_resolve(request: HttpRequest, slug: str, hit_id: int) -> HttpRespo
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Database and broker reachability: 200 when both answer, 503 otherwise."""
-    from evalplatform.celery import app
-
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:
@@ -141,7 +141,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # noqa: BLE001 - any failure means unreachable
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        with app.connection_for_write() as conn:
+        transport_options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        with Connection(settings.CELERY_BROKER_URL, transport_options=transport_options, connect_timeout=2) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         checks["broker"] = "ok"
     except Exception as exc:  # noqa: BLE001

@@ -1,0 +1,407 @@
+"""Handing out comparisons to raters (the workspace's "next pair").
+
+In the spirit of Label Studio's next-task logic, but claimed atomically:
+
+- a rater's own live lease is resumed first (a reload or a second tab never claims a second pair);
+- new raters do the study's calibration set (gold comparisons, in id order) before anything else;
+- afterwards gold comparisons are mixed in, unmarked, at the study's gold rate;
+- otherwise the rater gets a comparison that is below k live assignments, breadth-first (the most
+  started first), never one they have seen, optionally never a prompt they have seen;
+- leases expire and their comparison returns to the pool; per-rater quotas stop the flow.
+
+Concurrency: a claim locks the rater row (serialising one rater's requests), picks a comparison with
+`SELECT ... FOR NO KEY UPDATE SKIP LOCKED` and then raises `active_assignments` with a conditional
+update (`active_assignments < k`) that must change exactly one row. PostgreSQL re-checks that condition
+against the latest committed row, so k can never be exceeded, however many raters ask at once. On SQLite
+every write transaction is serialised (BEGIN IMMEDIATE), which gives the same guarantee.
+
+Left/right order: each assignment stores a random seed; the side is drawn from `random.Random(seed)` with
+Efron's biased coin (p = 2/3 towards the side that balances the rater's history for the two systems), so
+each rater sees each system on the left about half the time, and the draw can be replayed from the seed
+and the imbalance recorded in the audit log.
+"""
+
+import math
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import combinations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from annotations.models import Assignment, Comparison, Rater, Study, StudyMembership
+from annotations.services.audit import audit_record
+
+LIVE_STATUSES = (Assignment.Status.LEASED, Assignment.Status.SUBMITTED)
+COUNTED_PURPOSES = (Assignment.Purpose.RATING,)  # only these hold one of a comparison's k places
+BIASED_COIN_P = 2 / 3  # Efron (1971): probability of the balancing side when the history is unbalanced
+EXPIRE_BATCH = 500
+
+
+# ---- raters -----------------------------------------------------------------------------------
+
+
+def rater_for_user(*, user: AbstractBaseUser) -> Rater:
+    """The clinician rater of an account, created on first use."""
+    rater = Rater.objects.filter(user=user).first()
+    if rater is None:
+        rater, _ = Rater.objects.get_or_create(
+            kind=Rater.Kind.CLINICIAN, label=user.get_username(), defaults={"user": user}
+        )
+    return rater
+
+
+@transaction.atomic
+def clinician_assign(
+    *, study: Study, user: AbstractBaseUser, actor: AbstractBaseUser | None, quota: int | None = None
+) -> StudyMembership:
+    """Make `user` a clinician member of `study` (with an optional personal quota) and ensure their rater."""
+    existing = StudyMembership.objects.filter(study=study, user=user).first()
+    if existing is not None and existing.role != StudyMembership.Role.CLINICIAN:
+        raise ValidationError({"user": f"{user.get_username()} is already a {existing.role} of this study."})
+    membership, created = StudyMembership.objects.update_or_create(
+        study=study, user=user, defaults={"role": StudyMembership.Role.CLINICIAN, "quota": quota}
+    )
+    rater_for_user(user=user)
+    audit_record(
+        actor=actor,
+        action="membership.clinician",
+        study=study,
+        obj=membership,
+        data={"user": user.get_username(), "quota": quota, "created": created},
+    )
+    return membership
+
+
+def rater_quota(*, study: Study, rater: Rater) -> int | None:
+    """The rater's personal quota in the study, else the study's per-rater quota, else None (no limit)."""
+    quota = None
+    if rater.user_id is not None:
+        quota = (
+            StudyMembership.objects.filter(study=study, user_id=rater.user_id).values_list("quota", flat=True).first()
+        )
+    return quota if quota is not None else study.quota_per_rater
+
+
+# ---- left/right order -------------------------------------------------------------------------
+
+
+def order_draw(*, seed: int, imbalance: int) -> bool:
+    """Whether the comparison's first response goes on the left.
+
+    `imbalance` is (times the first response's system was on the left - times on the right) minus the same
+    for the second system, over the rater's earlier assignments. Pure: the same seed and imbalance always
+    give the same side, so any assignment's order can be replayed.
+    """
+    if imbalance == 0:
+        p_first_left = 0.5
+    elif imbalance > 0:
+        p_first_left = 1 - BIASED_COIN_P
+    else:
+        p_first_left = BIASED_COIN_P
+    return random.Random(seed).random() < p_first_left
+
+
+def _side_imbalance(*, study: Study, rater: Rater, first_system: int, second_system: int) -> int:
+    """(left - right) of first_system minus (left - right) of second_system in the rater's shown pairs."""
+    rows = (
+        Assignment.objects.filter(study=study, rater=rater, left_is_first__isnull=False)
+        .filter(
+            Q(comparison__response_first__system_id__in=(first_system, second_system))
+            | Q(comparison__response_second__system_id__in=(first_system, second_system))
+        )
+        .values("left_is_first", fs=F("comparison__response_first__system_id"))
+        .annotate(ss=F("comparison__response_second__system_id"), n=Count("id"))
+    )
+    lead: dict[int, int] = {first_system: 0, second_system: 0}
+    for row in rows:
+        left, right = (row["fs"], row["ss"]) if row["left_is_first"] else (row["ss"], row["fs"])
+        if left in lead:
+            lead[left] += row["n"]
+        if right in lead:
+            lead[right] -= row["n"]
+    return lead[first_system] - lead[second_system]
+
+
+# ---- leases -----------------------------------------------------------------------------------
+
+
+def leases_expire(*, study: Study, now: datetime | None = None, exclude_rater: Rater | None = None) -> int:
+    """Expire leases past their time and return their comparisons to the pool. Returns how many expired.
+
+    Each row is expired with a conditional update, so two sweeps running at once never decrement twice.
+    """
+    now = now or timezone.now()
+    stale = Assignment.objects.filter(study=study, status=Assignment.Status.LEASED, leased_until__lt=now)
+    if exclude_rater is not None:
+        stale = stale.exclude(rater=exclude_rater)
+    rows = list(stale.order_by("comparison_id", "pk").values_list("pk", "comparison_id", "purpose")[:EXPIRE_BATCH])
+    expired = 0
+    for pk, comparison_id, purpose in rows:
+        with transaction.atomic():
+            changed = Assignment.objects.filter(
+                pk=pk, status=Assignment.Status.LEASED, leased_until__lt=now
+            ).update(status=Assignment.Status.EXPIRED)
+            if not changed:
+                continue
+            expired += 1
+            if purpose in COUNTED_PURPOSES:
+                Comparison.objects.filter(pk=comparison_id, active_assignments__gt=0).update(
+                    active_assignments=F("active_assignments") - 1
+                )
+            audit_record(actor=None, actor_label="system", action="assignment.expire", study=study, obj=None,
+                         data={"assignment": pk})
+    return expired
+
+
+# ---- the next pair ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RaterCounts:
+    submitted: int
+    leased: int
+    calibration_started: int  # calibration items submitted or leased
+    counted_for_quota: int  # live rating and gold items
+
+
+def rater_counts(*, study: Study, rater: Rater) -> RaterCounts:
+    live = Q(status__in=LIVE_STATUSES)
+    counts = Assignment.objects.filter(study=study, rater=rater).aggregate(
+        submitted=Count("id", filter=Q(status=Assignment.Status.SUBMITTED)),
+        leased=Count("id", filter=Q(status=Assignment.Status.LEASED)),
+        calibration=Count("id", filter=live & Q(purpose=Assignment.Purpose.CALIBRATION)),
+        quota=Count("id", filter=live & ~Q(purpose=Assignment.Purpose.CALIBRATION)),
+    )
+    return RaterCounts(
+        submitted=counts["submitted"],
+        leased=counts["leased"],
+        calibration_started=counts["calibration"],
+        counted_for_quota=counts["quota"],
+    )
+
+
+def _unseen_by(rater: Rater):
+    return ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
+
+
+def _pick_gold(*, study: Study, rater: Rater) -> Comparison | None:
+    return (
+        Comparison.objects.filter(study=study, is_gold=True, excluded=False)
+        .filter(_unseen_by(rater))
+        .annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
+        .order_by("id")
+        .first()
+    )
+
+
+def _overlap_partners(*, study: Study, rater: Rater) -> list[int]:
+    """Other clinician raters this rater still shares fewer than the required comparisons with."""
+    needed = study.min_shared_per_rater_pair
+    mine = Assignment.objects.filter(
+        study=study, rater=rater, status__in=LIVE_STATUSES, purpose=Assignment.Purpose.RATING
+    ).values("comparison_id")
+    shared = dict(
+        Assignment.objects.filter(
+            study=study, comparison_id__in=mine, status__in=LIVE_STATUSES, purpose=Assignment.Purpose.RATING
+        )
+        .exclude(rater=rater)
+        .values_list("rater_id")
+        .annotate(n=Count("id"))
+    )
+    others = Rater.objects.filter(
+        kind=Rater.Kind.CLINICIAN,
+        user__study_memberships__study=study,
+        user__study_memberships__role=StudyMembership.Role.CLINICIAN,
+    ).exclude(pk=rater.pk)
+    return [pk for pk in others.values_list("pk", flat=True) if shared.get(pk, 0) < needed]
+
+
+def _claim_regular(*, study: Study, rater: Rater) -> Comparison | None:
+    """Lock and count in one comparison below k that the rater may take; None when the pool is empty."""
+    pool = Comparison.objects.filter(
+        study=study, is_gold=False, excluded=False, active_assignments__lt=study.overlap_k
+    ).filter(_unseen_by(rater))
+    if study.one_prompt_per_rater:
+        pool = pool.exclude(Exists(Assignment.objects.filter(rater=rater, comparison__prompt_id=OuterRef("prompt_id"))))
+    pool = pool.annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
+    queries = [pool]
+    if study.min_shared_per_rater_pair:
+        partners = _overlap_partners(study=study, rater=rater)
+        if partners:
+            shares_with_partner = Exists(
+                Assignment.objects.filter(
+                    comparison=OuterRef("pk"), rater_id__in=partners, status__in=LIVE_STATUSES
+                )
+            )
+            queries.insert(0, pool.filter(shares_with_partner))
+    for query in queries:
+        # A few tries: a comparison filled by someone else between our pick and our update is simply passed.
+        for _ in range(5):
+            candidate = (
+                query.order_by("-active_assignments", "id")
+                .select_for_update(skip_locked=True, no_key=True, of=("self",))
+                .first()
+            )
+            if candidate is None:
+                break
+            claimed = Comparison.objects.filter(pk=candidate.pk, active_assignments__lt=study.overlap_k).update(
+                active_assignments=F("active_assignments") + 1
+            )
+            if claimed == 1:
+                return candidate
+    return None
+
+
+def _wants_gold(*, study: Study, rater: Rater, done: int) -> bool:
+    if study.gold_rate <= 0:
+        return False
+    # Seeded by rater and position, so a rater's mix is reproducible yet differs between raters.
+    return random.Random(f"gold:{study.pk}:{rater.pk}:{done}").random() < study.gold_rate
+
+
+def assignment_next(*, study: Study, rater: Rater, now: datetime | None = None) -> Assignment | None:
+    """The rater's current pair, or a newly claimed one; None when nothing is left for them (or the study
+    is not open, or their quota is reached)."""
+    now = now or timezone.now()
+    if study.status != Study.Status.OPEN:
+        return None
+    leases_expire(study=study, now=now, exclude_rater=rater)
+    with transaction.atomic():
+        # Serialise this rater's requests: a double click or two tabs must not claim two pairs.
+        list(Rater.objects.select_for_update(no_key=True).filter(pk=rater.pk).values_list("pk", flat=True))
+        lease_until = now + timedelta(minutes=study.lease_minutes)
+        current = (
+            Assignment.objects.filter(study=study, rater=rater, status=Assignment.Status.LEASED)
+            .order_by("created_at", "pk")
+            .first()
+        )
+        if current is not None:
+            # Still counted in its comparison (only a sweep that excludes this rater expires it), so renew it.
+            Assignment.objects.filter(pk=current.pk).update(leased_until=lease_until)
+            current.leased_until = lease_until
+            return current
+        counts = rater_counts(study=study, rater=rater)
+        purpose = Assignment.Purpose.RATING
+        comparison = None
+        if counts.calibration_started < study.calibration_size:
+            comparison = _pick_gold(study=study, rater=rater)
+            purpose = Assignment.Purpose.CALIBRATION
+        if comparison is None:
+            quota = rater_quota(study=study, rater=rater)
+            if quota is not None and counts.counted_for_quota >= quota:
+                return None
+            if _wants_gold(study=study, rater=rater, done=counts.counted_for_quota):
+                comparison = _pick_gold(study=study, rater=rater)
+                purpose = Assignment.Purpose.GOLD
+        if comparison is None:
+            comparison = _claim_regular(study=study, rater=rater)
+            purpose = Assignment.Purpose.RATING
+        if comparison is None:
+            return None
+        imbalance = _side_imbalance(
+            study=study, rater=rater, first_system=comparison.first_system, second_system=comparison.second_system
+        )
+        seed = secrets.randbits(63)
+        assignment = Assignment.objects.create(
+            study=study,
+            comparison=comparison,
+            rater=rater,
+            purpose=purpose,
+            left_is_first=order_draw(seed=seed, imbalance=imbalance),
+            order_seed=seed,
+            leased_until=lease_until,
+        )
+        audit_record(
+            actor=rater.user if rater.user_id else None,
+            actor_label=rater.label,
+            action="assignment.claim",
+            study=study,
+            obj=assignment,
+            data={
+                "comparison": comparison.pk,
+                "purpose": purpose,
+                "seed": seed,
+                "imbalance": imbalance,
+                "left_is_first": assignment.left_is_first,
+            },
+        )
+        return assignment
+
+
+@transaction.atomic
+def assignment_skip(*, assignment: Assignment, rater: Rater, reason: str) -> Assignment:
+    """Give a pair back with a reason; its place returns to the pool and this rater never sees it again."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"skip_reason": "Say briefly why you are skipping this pair."})
+    locked = Assignment.objects.select_for_update(of=("self",)).get(pk=assignment.pk, rater=rater)
+    if locked.status == Assignment.Status.SKIPPED:
+        return locked  # a repeated click
+    if locked.status == Assignment.Status.SUBMITTED:
+        raise ValidationError({"skip_reason": "This pair is already submitted."}, code="already_submitted")
+    if locked.status == Assignment.Status.LEASED and locked.purpose in COUNTED_PURPOSES:
+        Comparison.objects.filter(pk=locked.comparison_id, active_assignments__gt=0).update(
+            active_assignments=F("active_assignments") - 1
+        )
+    locked.status = Assignment.Status.SKIPPED
+    locked.skip_reason = reason[:2000]
+    locked.save(update_fields=["status", "skip_reason"])
+    audit_record(
+        actor=rater.user if rater.user_id else None,
+        actor_label=rater.label,
+        action="assignment.skip",
+        study=locked.study,
+        obj=locked,
+        data={"reason": locked.skip_reason},
+    )
+    return locked
+
+
+# ---- reads for the researcher's progress page -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverlapShortfall:
+    rater_a: str
+    rater_b: str
+    shared: int
+
+
+def overlap_shortfalls(*, study: Study) -> list[OverlapShortfall]:
+    """Pairs of clinician members who share fewer live comparisons than the study requires."""
+    needed = study.min_shared_per_rater_pair
+    if not needed:
+        return []
+    raters = dict(
+        Rater.objects.filter(
+            user__study_memberships__study=study, user__study_memberships__role=StudyMembership.Role.CLINICIAN
+        ).values_list("pk", "label")
+    )
+    by_comparison: dict[int, list[int]] = {}
+    for comparison_id, rater_id in Assignment.objects.filter(
+        study=study, status__in=LIVE_STATUSES, purpose=Assignment.Purpose.RATING, rater_id__in=list(raters)
+    ).values_list("comparison_id", "rater_id"):
+        by_comparison.setdefault(comparison_id, []).append(rater_id)
+    shared: dict[tuple[int, int], int] = {}
+    for members in by_comparison.values():
+        for a, b in combinations(sorted(members), 2):
+            shared[(a, b)] = shared.get((a, b), 0) + 1
+    shortfalls = []
+    for a, b in combinations(sorted(raters), 2):
+        n = shared.get((a, b), 0)
+        if n < needed:
+            shortfalls.append(OverlapShortfall(raters[a], raters[b], n))
+    return sorted(shortfalls, key=lambda s: (s.shared, s.rater_a, s.rater_b))
+
+
+def fair_share(*, comparisons: int, overlap_k: int, clinicians: int) -> int:
+    """A rater's share of the study's rating work when it is spread evenly."""
+    if clinicians <= 0:
+        return 0
+    return min(comparisons, math.ceil(comparisons * min(overlap_k, clinicians) / clinicians))

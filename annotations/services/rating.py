@@ -1,0 +1,471 @@
+"""Ratings from the workspace: drafts, submission, revision, gold marking and gold accuracy.
+
+The page speaks in displayed orientation (negative favours Response 1, the left one); the database in
+canonical orientation (negative favours comparison.response_first). `to_canonical` converts both ways.
+Submission is idempotent: a repeated submit with the same answers changes nothing.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from annotations.models import Assignment, Comparison, Criterion, Rater, Rating, Study
+from annotations.services.assignment import COUNTED_PURPOSES
+from annotations.services.audit import audit_record
+from annotations.services.studies import study_criteria
+
+MAX_DRAFT_BYTES = 64_000
+MAX_TEXT = 5000
+
+
+def to_canonical(value: int, *, left_is_first: bool | None) -> int:
+    """Displayed value -> canonical value (and back: the conversion is its own inverse)."""
+    return value if left_is_first or left_is_first is None else -value
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+@dataclass
+class RatingInput:
+    """What a rater sends for one pair, in displayed orientation."""
+
+    values: dict[str, int]
+    rationales: dict[str, str] = field(default_factory=dict)
+    rationale: str = ""
+    both_unacceptable: bool = False
+    unacceptable_reason: str = ""
+    total_seconds: float = 0.0
+    active_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CriterionFeedback:
+    key: str
+    title: str
+    chosen: int  # displayed orientation
+    expected: int  # displayed orientation
+    agrees: bool
+    better_when: str
+    worse_when: str
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    assignment: Assignment
+    created: bool
+    feedback: list[CriterionFeedback] | None  # calibration items only
+
+
+def _clean_text(value: Any) -> str:
+    return str(value or "").strip()[:MAX_TEXT]
+
+
+def _validate(*, study: Study, criteria: list[Criterion], data: RatingInput) -> None:
+    errors: dict[str, list[str]] = {}
+    limit = study.max_abs_value
+    for criterion in criteria:
+        value = data.values.get(criterion.key)
+        if value is None:
+            errors.setdefault(criterion.key, []).append(f"Choose an answer for “{criterion.title}”.")
+        elif isinstance(value, bool) or not isinstance(value, int) or not -limit <= value <= limit:
+            errors.setdefault(criterion.key, []).append(f"Expected a whole number from -{limit} to {limit}.")
+    unknown = set(data.values) - {c.key for c in criteria}
+    if unknown:
+        errors["values"] = [f"Unknown criteria: {', '.join(sorted(unknown))}."]
+    if study.rationale_required and study.rationale_mode != Study.RationaleMode.NONE:
+        minimum = max(1, study.rationale_min_length)
+        if study.rationale_mode == Study.RationaleMode.OVERALL:
+            if len(_clean_text(data.rationale)) < minimum:
+                errors["rationale"] = [f"Write a rationale of at least {minimum} characters."]
+        else:
+            for criterion in criteria:
+                if len(_clean_text(data.rationales.get(criterion.key))) < minimum:
+                    errors.setdefault(f"rationale_{criterion.key}", []).append(
+                        f"Write a rationale for “{criterion.title}” of at least {minimum} characters."
+                    )
+    if data.both_unacceptable and not _clean_text(data.unacceptable_reason):
+        errors["unacceptable_reason"] = ["Say why both responses are unacceptable."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def _rationale_for(study: Study, data: RatingInput, key: str) -> str:
+    if study.rationale_mode == Study.RationaleMode.PER_CRITERION:
+        return _clean_text(data.rationales.get(key))
+    return ""
+
+
+def calibration_feedback(
+    *, assignment: Assignment, criteria: list[Criterion], canonical: dict[str, int]
+) -> list[CriterionFeedback]:
+    """The expected answers of a gold comparison beside the rater's, in the orientation the rater saw."""
+    expected = assignment.comparison.gold_expected or {}
+    feedback = []
+    for criterion in criteria:
+        if criterion.key not in expected or criterion.key not in canonical:
+            continue
+        exp = int(expected[criterion.key])
+        feedback.append(
+            CriterionFeedback(
+                key=criterion.key,
+                title=criterion.title,
+                chosen=to_canonical(canonical[criterion.key], left_is_first=assignment.left_is_first),
+                expected=to_canonical(exp, left_is_first=assignment.left_is_first),
+                agrees=_sign(canonical[criterion.key]) == _sign(exp),
+                better_when=criterion.better_when,
+                worse_when=criterion.worse_when,
+            )
+        )
+    return feedback
+
+
+def _lock_own(assignment: Assignment, rater: Rater) -> Assignment:
+    return (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("study", "comparison")
+        .get(pk=assignment.pk, rater=rater)
+    )
+
+
+def _actor(rater: Rater) -> AbstractBaseUser | None:
+    return rater.user if rater.user_id else None
+
+
+@transaction.atomic
+def rating_submit(*, assignment: Assignment, rater: Rater, data: RatingInput) -> SubmitOutcome:
+    """Store the rater's answers for a pair, canonically oriented, and close the assignment.
+
+    A repeated submit with the same answers is a no-op (double clicks, retried requests). A lease that expired
+    is reinstated if its comparison still has room; otherwise the rater is told the pair went to someone else.
+    """
+    locked = _lock_own(assignment, rater)
+    study = locked.study
+    if study.status != Study.Status.OPEN:
+        raise ValidationError("This study is closed; ratings can no longer be submitted.", code="study_closed")
+    criteria = study_criteria(study)
+    _validate(study=study, criteria=criteria, data=data)
+    canonical = {key: to_canonical(v, left_is_first=locked.left_is_first) for key, v in data.values.items()}
+    is_calibration = locked.purpose == Assignment.Purpose.CALIBRATION
+    if locked.status == Assignment.Status.SUBMITTED:
+        stored = dict(locked.ratings.values_list("criterion__key", "value"))
+        if stored != canonical:
+            raise ValidationError("This pair is already submitted; revise it instead.", code="already_submitted")
+        feedback = calibration_feedback(assignment=locked, criteria=criteria, canonical=stored) if is_calibration else None
+        return SubmitOutcome(assignment=locked, created=False, feedback=feedback)
+    if locked.status == Assignment.Status.SKIPPED:
+        raise ValidationError("This pair was skipped.", code="skipped")
+    if locked.status == Assignment.Status.EXPIRED and locked.purpose in COUNTED_PURPOSES:
+        reinstated = Comparison.objects.filter(
+            pk=locked.comparison_id, active_assignments__lt=study.overlap_k
+        ).update(active_assignments=F("active_assignments") + 1)
+        if not reinstated:
+            raise ValidationError(
+                "This pair was passed to another clinician after a long pause; your draft is kept but cannot be "
+                "submitted. Please continue with the next pair.",
+                code="lease_lost",
+            )
+    Rating.objects.bulk_create(
+        [
+            Rating(
+                assignment=locked,
+                criterion=criterion,
+                value=canonical[criterion.key],
+                rationale=_rationale_for(study, data, criterion.key),
+            )
+            for criterion in criteria
+        ]
+    )
+    locked.status = Assignment.Status.SUBMITTED
+    locked.submitted_at = timezone.now()
+    locked.rationale = _clean_text(data.rationale) if study.rationale_mode == Study.RationaleMode.OVERALL else ""
+    locked.both_unacceptable = bool(data.both_unacceptable)
+    locked.unacceptable_reason = _clean_text(data.unacceptable_reason) if data.both_unacceptable else ""
+    locked.total_seconds = max(locked.total_seconds, float(data.total_seconds or 0))
+    locked.active_seconds = max(locked.active_seconds, float(data.active_seconds or 0))
+    locked.draft = {}
+    locked.save(
+        update_fields=[
+            "status",
+            "submitted_at",
+            "rationale",
+            "both_unacceptable",
+            "unacceptable_reason",
+            "total_seconds",
+            "active_seconds",
+            "draft",
+        ]
+    )
+    audit_record(
+        actor=_actor(rater),
+        actor_label=rater.label,
+        action="rating.submit",
+        study=study,
+        obj=locked,
+        data={
+            "values": canonical,
+            "both_unacceptable": locked.both_unacceptable,
+            "criteria": {c.key: c.version for c in criteria},
+            "total_seconds": locked.total_seconds,
+            "active_seconds": locked.active_seconds,
+        },
+    )
+    feedback = calibration_feedback(assignment=locked, criteria=criteria, canonical=canonical) if is_calibration else None
+    return SubmitOutcome(assignment=locked, created=True, feedback=feedback)
+
+
+@transaction.atomic
+def rating_revise(*, assignment: Assignment, rater: Rater, data: RatingInput) -> Assignment:
+    """Change a submitted pair's answers while the study is open; each change is kept in the audit log."""
+    locked = _lock_own(assignment, rater)
+    study = locked.study
+    if study.status != Study.Status.OPEN:
+        raise ValidationError("This study is closed; ratings can no longer be changed.", code="study_closed")
+    if locked.status != Assignment.Status.SUBMITTED:
+        raise ValidationError("Only submitted pairs can be revised.", code="not_submitted")
+    if locked.purpose == Assignment.Purpose.CALIBRATION:
+        raise ValidationError("Calibration answers are kept as first given.", code="calibration")
+    criteria = study_criteria(study)
+    _validate(study=study, criteria=criteria, data=data)
+    ratings = {r.criterion_id: r for r in locked.ratings.select_for_update()}
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    changed_ratings = []
+    for criterion in criteria:
+        rating = ratings[criterion.pk]
+        value = to_canonical(data.values[criterion.key], left_is_first=locked.left_is_first)
+        rationale = _rationale_for(study, data, criterion.key)
+        if (rating.value, rating.rationale) != (value, rationale):
+            before[criterion.key] = {"value": rating.value, "rationale": rating.rationale}
+            after[criterion.key] = {"value": value, "rationale": rationale}
+            rating.value, rating.rationale, rating.revision = value, rationale, rating.revision + 1
+            changed_ratings.append(rating)
+    fields = {
+        "rationale": _clean_text(data.rationale) if study.rationale_mode == Study.RationaleMode.OVERALL else "",
+        "both_unacceptable": bool(data.both_unacceptable),
+        "unacceptable_reason": _clean_text(data.unacceptable_reason) if data.both_unacceptable else "",
+    }
+    for name, value in fields.items():
+        if getattr(locked, name) != value:
+            before[name], after[name] = getattr(locked, name), value
+            setattr(locked, name, value)
+    locked.total_seconds = max(locked.total_seconds, float(data.total_seconds or 0))
+    locked.active_seconds = max(locked.active_seconds, float(data.active_seconds or 0))
+    locked.draft = {}
+    if changed_ratings:
+        Rating.objects.bulk_update(changed_ratings, ["value", "rationale", "revision", "updated_at"])
+    locked.save(update_fields=[*fields, "total_seconds", "active_seconds", "draft"])
+    if before:
+        audit_record(
+            actor=_actor(rater),
+            actor_label=rater.label,
+            action="rating.revise",
+            study=study,
+            obj=locked,
+            data={"before": before, "after": after},
+        )
+    return locked
+
+
+def _draft_clean(draft: Any) -> dict[str, Any]:
+    if not isinstance(draft, dict):
+        raise ValidationError({"draft": "Expected an object."})
+    if len(json.dumps(draft)) > MAX_DRAFT_BYTES:
+        raise ValidationError({"draft": "The draft is too large."})
+    values = draft.get("values", {})
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in values.items()
+    ):
+        raise ValidationError({"draft": "values must map criterion keys to whole numbers."})
+    return draft
+
+
+def draft_save(
+    *,
+    assignment: Assignment,
+    rater: Rater,
+    draft: dict[str, Any],
+    total_seconds: float = 0.0,
+    active_seconds: float = 0.0,
+    now: datetime | None = None,
+) -> bool:
+    """Keep the page's unsaved answers and time on task; activity also renews the lease. One UPDATE.
+
+    Returns False when there is nothing to save into (the pair is not the rater's, or it was skipped).
+    """
+    draft = _draft_clean(draft)
+    now = now or timezone.now()
+    updated = Assignment.objects.filter(
+        pk=assignment.pk,
+        rater=rater,
+        status__in=(Assignment.Status.LEASED, Assignment.Status.SUBMITTED, Assignment.Status.EXPIRED),
+    ).update(
+        draft=draft,
+        total_seconds=Greatest(F("total_seconds"), float(total_seconds or 0)),
+        active_seconds=Greatest(F("active_seconds"), float(active_seconds or 0)),
+        # Renews a live lease only; an expired or submitted row keeps its status whatever this says.
+        leased_until=now + timedelta(minutes=assignment.study.lease_minutes),
+    )
+    return updated == 1
+
+
+@transaction.atomic
+def comparison_mark_gold(
+    *, comparison: Comparison, expected: dict[str, int] | None, actor: AbstractBaseUser | None
+) -> Comparison:
+    """Mark a comparison as gold with expected canonical answers per criterion, or unmark it (expected=None)."""
+    locked = Comparison.objects.select_for_update().get(pk=comparison.pk)
+    if expected is None:
+        locked.is_gold, locked.gold_expected = False, {}
+    else:
+        criteria = {c.key for c in study_criteria(locked.study)}
+        limit = locked.study.max_abs_value
+        bad = {
+            k: v for k, v in expected.items() if k not in criteria or not isinstance(v, int) or not -limit <= v <= limit
+        }
+        if bad or not expected:
+            raise ValidationError({"expected": f"Expected criterion keys with values from -{limit} to {limit}."})
+        if locked.active_assignments:
+            raise ValidationError({"comparison": "This comparison is already being rated; choose another."})
+        locked.is_gold, locked.gold_expected = True, dict(expected)
+    locked.save(update_fields=["is_gold", "gold_expected"])
+    audit_record(
+        actor=actor,
+        action="comparison.gold",
+        study=locked.study,
+        obj=locked,
+        data={"is_gold": locked.is_gold, "expected": locked.gold_expected},
+    )
+    return locked
+
+
+@dataclass(frozen=True)
+class GoldAccuracy:
+    items: int
+    checks: int
+    agreed: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.agreed / self.checks if self.checks else None
+
+
+def gold_accuracy(*, study: Study, purpose: str = Assignment.Purpose.GOLD) -> dict[str, GoldAccuracy]:
+    """Per rater label: how often their answers on gold items point the same way as the expected answers.
+
+    Direction agreement (both favour the same response, or both tie) on each criterion that has an expected
+    answer; `purpose` picks the unmarked gold items (default) or the calibration set.
+    """
+    tallies: dict[str, list[int]] = {}
+    items: dict[str, set[int]] = {}
+    rows = Rating.objects.filter(
+        assignment__study=study,
+        assignment__purpose=purpose,
+        assignment__status=Assignment.Status.SUBMITTED,
+        assignment__comparison__is_gold=True,
+    ).values_list("assignment__rater__label", "assignment_id", "criterion__key", "value", "assignment__comparison__gold_expected")
+    for label, assignment_id, key, value, expected in rows:
+        if key not in (expected or {}):
+            continue
+        tally = tallies.setdefault(label, [0, 0])
+        tally[0] += 1
+        tally[1] += int(_sign(value) == _sign(int(expected[key])))
+        items.setdefault(label, set()).add(assignment_id)
+    return {
+        label: GoldAccuracy(items=len(items[label]), checks=checks, agreed=agreed)
+        for label, (checks, agreed) in sorted(tallies.items())
+    }
+
+
+# ---- what the rater sees ----------------------------------------------------------------------
+
+ROLE_LABELS = {"user": "Help-seeker", "assistant": "Supporter (earlier reply)", "system": "Context"}
+
+
+def scale_options(points: int) -> list[dict[str, Any]]:
+    """The scale's answers left to right, in displayed orientation (negative favours Response 1)."""
+    half = points // 2
+    strength = {1: [""], 2: ["much ", ""], 3: ["much ", "", "slightly "]}[half]
+    options = []
+    for value in range(-half, half + 1):
+        if value == 0:
+            label = "About the same"
+        else:
+            side = "1" if value < 0 else "2"
+            label = f"Response {side} {strength[half - abs(value)]}better".replace("  ", " ")
+        options.append({"value": value, "label": label, "key": str(value + half + 1)})
+    return options
+
+
+def criteria_in_page_order(study: Study) -> list[Criterion]:
+    """The study's criteria in its order, with the overall preference last."""
+    criteria = study_criteria(study)
+    return [c for c in criteria if not c.is_overall] + [c for c in criteria if c.is_overall]
+
+
+def submitted_values(assignment: Assignment) -> tuple[dict[str, int], dict[str, str]]:
+    """The rater's stored answers in displayed orientation, and their per-criterion rationales."""
+    values, rationales = {}, {}
+    for key, value, rationale in assignment.ratings.values_list("criterion__key", "value", "rationale"):
+        values[key] = to_canonical(value, left_is_first=assignment.left_is_first)
+        rationales[key] = rationale
+    return values, rationales
+
+
+def pair_for_rater(*, assignment: Assignment, criteria: list[Criterion] | None = None) -> dict[str, Any]:
+    """Everything the rater's page shows for a pair, blinded: opaque labels, displayed orientation only.
+
+    Expects `assignment` fetched with comparison__prompt and both responses selected.
+    """
+    study = assignment.study
+    comparison = assignment.comparison
+    left, right = (
+        (comparison.response_first, comparison.response_second)
+        if assignment.left_is_first is not False
+        else (comparison.response_second, comparison.response_first)
+    )
+    criteria = criteria if criteria is not None else criteria_in_page_order(study)
+    state: dict[str, Any] = {"values": {}, "rationales": {}, "rationale": "", "both_unacceptable": False,
+                             "unacceptable_reason": ""}
+    if assignment.status == Assignment.Status.SUBMITTED:
+        values, rationales = submitted_values(assignment)
+        state = {
+            "values": values,
+            "rationales": rationales,
+            "rationale": assignment.rationale,
+            "both_unacceptable": assignment.both_unacceptable,
+            "unacceptable_reason": assignment.unacceptable_reason,
+        }
+    if assignment.draft:
+        state = {**state, **{k: v for k, v in assignment.draft.items() if k in state}}
+    return {
+        "id": str(assignment.public_id),
+        "study": study.slug,
+        "status": assignment.status,
+        "calibration": assignment.purpose == Assignment.Purpose.CALIBRATION,
+        "conversation": [
+            {"role": m.get("role", ""), "label": ROLE_LABELS.get(m.get("role", ""), "Message"), "content": m.get("content", "")}
+            for m in comparison.prompt.messages
+        ],
+        "responses": [{"label": "Response 1", "content": left.content}, {"label": "Response 2", "content": right.content}],
+        "criteria": [
+            {"key": c.key, "title": c.title, "question": c.question, "better_when": c.better_when, "worse_when": c.worse_when}
+            for c in criteria
+        ],
+        "scale": scale_options(study.scale_points),
+        "rationale_mode": study.rationale_mode,
+        "rationale_required": study.rationale_required,
+        "rationale_min_length": study.rationale_min_length,
+        "state": state,
+        "total_seconds": assignment.total_seconds,
+        "active_seconds": assignment.active_seconds,
+    }

@@ -1,0 +1,400 @@
+"""run_training: one entry point for every kind, called by the Celery task with plain arguments.
+
+Output directory layout (also the Trainer's output_dir, so checkpoints land there):
+    checkpoint-<step>/      while running; removed when the run completes
+    training_config.json    the spec, resolved settings, library versions (written first)
+    manifest.json           copy of the dataset snapshot's manifest
+    metrics.jsonl           one line per log event, appended across resumed runs
+    <model or adapter>, tokenizer files
+    result.json             written last, only by a completed run: a rerun returns it untouched
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from annotations.training.data import preference_pairs
+from annotations.training.spec import TrainingResult, TrainingSpec, read_manifest, validate_spec
+
+ShouldStop = Callable[[], bool]
+Report = Callable[[int, int, float, dict[str, float]], None]
+
+RESULT_FILE = "result.json"
+CONFIG_FILE = "training_config.json"
+METRICS_FILE = "metrics.jsonl"
+MARGINS_FILE = "modpo_margins.jsonl"  # MODPO: the margin of every pair, as fed to the loss
+
+
+def run_training(
+    spec: TrainingSpec,
+    *,
+    dataset_dir: str | Path | None,
+    output_dir: str | Path,
+    should_stop: ShouldStop | None = None,
+    report: Report | None = None,
+) -> TrainingResult:
+    """Train (or merge) as `spec` says; resume from the last checkpoint in `output_dir` if any.
+
+    should_stop() is checked after every optimizer step: when it returns True the run saves a
+    checkpoint and returns status "stopped". report(step, total_steps, epoch, metrics) is called
+    at every log event (every `spec.logging_steps` steps, and with the final evaluation).
+    Idempotent: a completed output_dir returns its stored result without training again.
+    """
+    validate_spec(spec, dataset_dir=dataset_dir)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    finished = output_dir / RESULT_FILE
+    if finished.is_file():
+        return TrainingResult(**json.loads(finished.read_text(encoding="utf-8")))
+    _write_config(spec, output_dir, dataset_dir)
+
+    if spec.kind == "merge":
+        return _run_merge(spec, output_dir)
+    assert dataset_dir is not None  # validate_spec guarantees a dataset for training kinds
+    dataset_dir = Path(dataset_dir)
+    shutil.copyfile(dataset_dir / "manifest.json", output_dir / "manifest.json")
+    runners = {
+        "reward": _build_reward_trainer,
+        "dpo": _build_dpo_trainer,
+        "modpo": _build_dpo_trainer,
+        "sft": _build_sft_trainer,
+    }
+    return _train(spec, dataset_dir, output_dir, runners[spec.kind], should_stop, report)
+
+
+# ---- control hooks ------------------------------------------------------------------------------
+
+
+def _control_callback(should_stop: ShouldStop | None, report: Report | None, metrics_path: Path) -> Any:
+    from transformers import TrainerCallback
+
+    class ControlCallback(TrainerCallback):
+        """Stops at the next step when asked (saving a checkpoint), reports and records metrics."""
+
+        stopped = False
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if should_stop is not None and should_stop():
+                self.stopped = True
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+            numbers = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            with metrics_path.open("a", encoding="utf-8") as out:
+                out.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **numbers}) + "\n")
+            if report is not None:
+                report(state.global_step, state.max_steps, float(state.epoch or 0.0), numbers)
+
+    return ControlCallback()
+
+
+# ---- shared training loop -----------------------------------------------------------------------
+
+
+def _train(
+    spec: TrainingSpec,
+    dataset_dir: Path,
+    output_dir: Path,
+    build_trainer: Callable[..., Any],
+    should_stop: ShouldStop | None,
+    report: Report | None,
+) -> TrainingResult:
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    set_seed(spec.seed)
+    train_pairs = preference_pairs(dataset_dir, spec.criterion, "train")
+    test_pairs = preference_pairs(dataset_dir, spec.criterion, "test")
+    if not train_pairs:
+        raise ValueError(f"no training pairs for criterion {spec.criterion!r} in {dataset_dir}")
+    control = _control_callback(should_stop, report, output_dir / METRICS_FILE)
+    trainer, evaluate = build_trainer(spec, train_pairs, test_pairs, output_dir, control)
+
+    last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    resumed_from_step = _checkpoint_step(last_checkpoint)
+    trainer.train(resume_from_checkpoint=last_checkpoint)
+    state = trainer.state
+    if control.stopped:
+        return TrainingResult("stopped", str(output_dir), state.global_step, state.max_steps, resumed_from_step, {})
+
+    trainer.save_model(str(output_dir))
+    metrics = evaluate(trainer) if test_pairs else {}  # also logged, so reported and recorded
+    for checkpoint in output_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    result = TrainingResult(
+        "completed", str(output_dir), state.global_step, state.max_steps, resumed_from_step, metrics
+    )
+    (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    return result
+
+
+def _checkpoint_step(checkpoint: str | None) -> int | None:
+    if checkpoint is None:
+        return None
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
+def use_bf16(spec: TrainingSpec) -> bool:
+    if spec.precision == "fp32":
+        return False
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if spec.precision == "bf16" and not supported:
+        raise ValueError("precision 'bf16' asked for, but this device does not support bf16")
+    return supported
+
+
+def _common_args(spec: TrainingSpec, output_dir: Path) -> dict[str, Any]:
+    bf16 = use_bf16(spec)
+    return {
+        "output_dir": str(output_dir),
+        "seed": spec.seed,
+        "data_seed": spec.seed,
+        "learning_rate": spec.learning_rate,
+        "num_train_epochs": spec.num_epochs,
+        "max_steps": spec.max_steps,
+        "per_device_train_batch_size": spec.batch_size,
+        "per_device_eval_batch_size": spec.batch_size,
+        "gradient_accumulation_steps": spec.gradient_accumulation_steps,
+        "gradient_checkpointing": spec.gradient_checkpointing,
+        "bf16": bf16,
+        "fp16": False,
+        "logging_steps": spec.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": spec.save_steps,
+        "save_total_limit": 2,
+        "eval_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "max_length": spec.max_length,
+    }
+
+
+def _model_dtype(spec: TrainingSpec) -> Any:
+    return torch.bfloat16 if use_bf16(spec) else torch.float32
+
+
+def _lora_config(spec: TrainingSpec, task_type: str) -> Any:
+    if not spec.use_lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules="all-linear",
+        task_type=task_type,
+    )
+
+
+def _dataset(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list([{key: row[key] for key in columns if key in row} for row in rows])
+
+
+# ---- kinds --------------------------------------------------------------------------------------
+
+
+def _build_reward_trainer(spec, train_pairs, test_pairs, output_dir, control):
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    from annotations.training.models import load_tokenizer, pairwise_accuracy, score_pairs
+
+    tokenizer = load_tokenizer(spec.base_model)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        spec.base_model, num_labels=1, dtype=_model_dtype(spec), local_files_only=True
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    columns = ("prompt", "chosen", "rejected", "margin")
+    args = RewardConfig(**_common_args(spec, output_dir))
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(train_pairs, columns),
+        processing_class=tokenizer,
+        callbacks=[control],
+        peft_config=_lora_config(spec, "SEQ_CLS"),
+    )
+
+    def evaluate(trainer: Any) -> dict[str, float]:
+        model = trainer.model
+        model.eval()
+        chosen, rejected = score_pairs(
+            model, tokenizer, test_pairs, max_length=spec.max_length, batch_size=spec.batch_size * 2
+        )
+        margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
+        metrics = {
+            "eval_pairwise_accuracy": pairwise_accuracy(chosen, rejected),
+            "eval_mean_margin": sum(margins) / len(margins),
+            "eval_pairs": float(len(margins)),
+        }
+        trainer.log(dict(metrics))
+        return metrics
+
+    return trainer, evaluate
+
+
+def _build_dpo_trainer(spec, train_pairs, test_pairs, output_dir, control):
+    """DPO, or MODPO when spec.kind == "modpo" (margins computed first, stored with the pairs)."""
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    from annotations.training.models import load_tokenizer
+
+    tokenizer = load_tokenizer(spec.base_model)
+    columns: tuple[str, ...] = ("prompt", "chosen", "rejected")
+    trainer_class: Any = DPOTrainer
+    extra: dict[str, Any] = {}
+    if spec.kind == "modpo":
+        from annotations.training.modpo import MARGIN_COLUMN, DataCollatorForMODPO, MODPOTrainer
+
+        train_pairs = with_modpo_margins(spec, train_pairs)
+        test_pairs = with_modpo_margins(spec, test_pairs)
+        _record_margins(output_dir / MARGINS_FILE, {"train": train_pairs, "test": test_pairs})
+        columns = (*columns, MARGIN_COLUMN)
+        trainer_class = MODPOTrainer
+        extra = {
+            "primary_weight": spec.weights[spec.criterion],
+            "data_collator": DataCollatorForMODPO(pad_token_id=tokenizer.pad_token_id, max_length=spec.max_length),
+        }
+    model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=_model_dtype(spec), local_files_only=True)
+    args = DPOConfig(
+        **_common_args(spec, output_dir),
+        beta=spec.beta,
+        precompute_ref_log_probs=spec.precompute_ref_log_probs,
+    )
+    test_dataset = _dataset(test_pairs, columns) if test_pairs else None
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=_dataset(train_pairs, columns),
+        eval_dataset=test_dataset,
+        processing_class=tokenizer,
+        callbacks=[control],
+        peft_config=_lora_config(spec, "CAUSAL_LM"),
+        **extra,
+    )
+
+    def evaluate(trainer: Any) -> dict[str, float]:
+        return _numbers(trainer.evaluate())
+
+    return trainer, evaluate
+
+
+def _build_sft_trainer(spec, train_pairs, test_pairs, output_dir, control):
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from annotations.training.models import load_tokenizer
+
+    tokenizer = load_tokenizer(spec.base_model)
+    model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=_model_dtype(spec), local_files_only=True)
+
+    def prompt_completion(pairs: list[dict[str, Any]]) -> Any:
+        from datasets import Dataset
+
+        return Dataset.from_list([{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs])
+
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(**_common_args(spec, output_dir)),
+        train_dataset=prompt_completion(train_pairs),
+        eval_dataset=prompt_completion(test_pairs) if test_pairs else None,
+        processing_class=tokenizer,
+        callbacks=[control],
+        peft_config=_lora_config(spec, "CAUSAL_LM"),
+    )
+
+    def evaluate(trainer: Any) -> dict[str, float]:
+        return _numbers(trainer.evaluate())
+
+    return trainer, evaluate
+
+
+def with_modpo_margins(spec: TrainingSpec, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pairs with their MODPO margin sum_{j != k} w_j (r_j(x, y_w) - r_j(x, y_l)), computed once
+    with the reward models of the other weighted criteria (batched, no gradients)."""
+    from annotations.training.models import load_reward_model, load_tokenizer, score_pairs
+    from annotations.training.modpo import MARGIN_COLUMN
+
+    margins = [0.0] * len(pairs)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for criterion, weight in sorted(spec.weights.items()):
+        if criterion == spec.criterion or weight == 0 or not pairs:
+            continue
+        directory = spec.reward_models[criterion]
+        model = load_reward_model(directory, dtype=_model_dtype(spec)).to(device)
+        chosen, rejected = score_pairs(
+            model, load_tokenizer(directory), pairs, max_length=spec.max_length, batch_size=spec.batch_size * 4
+        )
+        del model
+        for index, (c, r) in enumerate(zip(chosen, rejected, strict=True)):
+            margins[index] += weight * (c - r)
+    return [{**pair, MARGIN_COLUMN: margin} for pair, margin in zip(pairs, margins, strict=True)]
+
+
+def _record_margins(path: Path, pairs_by_split: dict[str, list[dict[str, Any]]]) -> None:
+    from annotations.training.modpo import MARGIN_COLUMN
+
+    with path.open("w", encoding="utf-8") as out:
+        for split, pairs in pairs_by_split.items():
+            for pair in pairs:
+                record = {"split": split, "comparison_id": pair["comparison_id"], "margin": pair[MARGIN_COLUMN]}
+                out.write(json.dumps(record) + "\n")
+
+
+def _run_merge(spec: TrainingSpec, output_dir: Path) -> TrainingResult:
+    from annotations.training.models import load_tokenizer, merge_models
+
+    merged = merge_models(spec.merge_sources, spec.merge_weights, base_model=spec.base_model)
+    merged.save_pretrained(str(output_dir))
+    load_tokenizer(spec.base_model).save_pretrained(str(output_dir))
+    result = TrainingResult("completed", str(output_dir), 0, 0, None, {})
+    (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    return result
+
+
+# ---- records ------------------------------------------------------------------------------------
+
+
+def _write_config(spec: TrainingSpec, output_dir: Path, dataset_dir: str | Path | None) -> None:
+    """Record what the run is; refuse to resume a run whose output_dir holds another spec."""
+    import peft
+    import transformers
+    import trl
+
+    config_path = output_dir / CONFIG_FILE
+    if config_path.is_file():
+        previous = json.loads(config_path.read_text(encoding="utf-8")).get("spec")
+        if previous != spec.to_dict():
+            raise ValueError(f"{output_dir} holds a run of another spec; use a fresh output directory")
+        return
+    config = {
+        "spec": spec.to_dict(),
+        "dataset_dir": str(dataset_dir) if dataset_dir is not None else None,
+        "dataset_manifest": read_manifest(Path(dataset_dir)) if dataset_dir is not None else None,
+        "bf16": use_bf16(spec),
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "trl": trl.__version__,
+            "peft": peft.__version__,
+        },
+    }
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}

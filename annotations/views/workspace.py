@@ -1,0 +1,325 @@
+"""The clinician workspace: my studies, the blinded pair page, calibration feedback, my submitted pairs.
+
+Thin: parse the form, check the rater owns the pair, call a service, render or redirect. The pair page
+works as a plain HTML form; static/js/workspace.js adds keys, autosave and the time-on-task clock.
+Pages are addressed by the assignment's opaque public id only.
+"""
+
+import json
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from annotations.models import Assignment, Comparison, Rater, Study, StudyMembership
+from annotations.permissions import is_clinician
+from annotations.services.assignment import assignment_next, assignment_skip, fair_share, rater_for_user
+from annotations.services.rating import (
+    RatingInput,
+    calibration_feedback,
+    criteria_in_page_order,
+    draft_save,
+    pair_for_rater,
+    rating_revise,
+    rating_submit,
+    scale_options,
+)
+
+PAIR_RELATED = ("study", "comparison__prompt", "comparison__response_first", "comparison__response_second")
+
+
+def own_assignment(request: HttpRequest, public_id: uuid.UUID, *, with_content: bool = False) -> Assignment:
+    """The requesting clinician's assignment, if they are still a clinician member of its study; else 404."""
+    queryset = Assignment.objects.select_related(*(PAIR_RELATED if with_content else ("study",)))
+    assignment = queryset.filter(public_id=public_id, rater__user=request.user).first()
+    if assignment is None or not request.user.has_perm("annotations.rate_in_study", assignment.study):
+        raise Http404("No such pair.")
+    return assignment
+
+
+def clinician_study(request: HttpRequest, slug: str) -> Study:
+    study = Study.objects.filter(slug=slug).first()
+    if study is None or not request.user.has_perm("annotations.rate_in_study", study):
+        raise Http404("No such study.")
+    return study
+
+
+def _float(value: Any) -> float:
+    try:
+        return max(0.0, min(float(value), 7 * 24 * 3600.0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def rating_input_from_post(post: QueryDict, keys: list[str]) -> RatingInput:
+    values: dict[str, int] = {}
+    for key in keys:
+        raw = post.get(f"v_{key}")
+        if raw not in (None, ""):
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                pass
+    return RatingInput(
+        values=values,
+        rationales={key: post.get(f"r_{key}", "") for key in keys},
+        rationale=post.get("rationale", ""),
+        both_unacceptable=post.get("both_unacceptable") in ("1", "on", "true"),
+        unacceptable_reason=post.get("unacceptable_reason", ""),
+        total_seconds=_float(post.get("total_seconds")),
+        active_seconds=_float(post.get("active_seconds")),
+    )
+
+
+def _state_from_input(data: RatingInput) -> dict[str, Any]:
+    return {
+        "values": data.values,
+        "rationales": data.rationales,
+        "rationale": data.rationale,
+        "both_unacceptable": data.both_unacceptable,
+        "unacceptable_reason": data.unacceptable_reason,
+    }
+
+
+def _render_pair(
+    request: HttpRequest, assignment: Assignment, *, state: dict | None = None, errors: dict | None = None, status=200
+) -> HttpResponse:
+    pair = pair_for_rater(assignment=assignment)
+    if state is not None:
+        pair["state"] = state
+    values = pair["state"]["values"]
+    rationales = pair["state"].get("rationales", {})
+    criteria = [
+        {
+            **c,
+            "chosen": values.get(c["key"]),
+            "rationale": rationales.get(c["key"], ""),
+            "errors": (errors or {}).get(c["key"], []) + (errors or {}).get(f"rationale_{c['key']}", []),
+        }
+        for c in pair["criteria"]
+    ]
+    context = {
+        "pair": pair,
+        "study": assignment.study,
+        "criteria": criteria,
+        "revising": assignment.status == Assignment.Status.SUBMITTED,
+        "lease_lost": assignment.status == Assignment.Status.EXPIRED,
+        "errors": errors or {},
+        "error_list": [m for msgs in (errors or {}).values() for m in msgs],
+        "client_state": {
+            "id": pair["id"],
+            "keys": [c["key"] for c in pair["criteria"]],
+            "scale": [o["value"] for o in pair["scale"]],
+            "state": pair["state"],
+            "total_seconds": pair["total_seconds"],
+            "active_seconds": pair["active_seconds"],
+            "server_draft": bool(assignment.draft) or state is not None,
+        },
+    }
+    return render(request, "workspace/pair.html", context, status=status)
+
+
+def _next_or_home(request: HttpRequest, study: Study) -> HttpResponse:
+    rater = rater_for_user(user=request.user)
+    assignment = assignment_next(study=study, rater=rater)
+    if assignment is None:
+        if study.status != Study.Status.OPEN:
+            messages.info(request, f"“{study.title}” is not open for rating.")
+        else:
+            messages.success(request, f"Nothing left for you to rate in “{study.title}” right now. Thank you.")
+        return redirect("workspace-home")
+    return redirect("workspace-pair", public_id=assignment.public_id)
+
+
+@login_required
+def workspace_home(request: HttpRequest) -> HttpResponse:
+    """My studies, each with done / assigned / remaining and a "Rate next" button."""
+    if not is_clinician(request.user):
+        raise PermissionDenied
+    memberships = list(
+        StudyMembership.objects.filter(user=request.user, role=StudyMembership.Role.CLINICIAN)
+        .exclude(study__status=Study.Status.DRAFT)
+        .select_related("study")
+        .order_by("study__title")
+    )
+    study_ids = [m.study_id for m in memberships]
+    rater = Rater.objects.filter(user=request.user).first()
+    mine: dict[int, dict[str, int]] = {}
+    if rater is not None:
+        for row in (
+            Assignment.objects.filter(rater=rater, study_id__in=study_ids)
+            .values("study_id")
+            .annotate(
+                done=Count("id", filter=Q(status=Assignment.Status.SUBMITTED) & ~Q(purpose="calibration")),
+                calibration=Count("id", filter=Q(status=Assignment.Status.SUBMITTED, purpose="calibration")),
+                leased=Count("id", filter=Q(status=Assignment.Status.LEASED)),
+            )
+        ):
+            mine[row["study_id"]] = row
+    comparisons = dict(
+        Comparison.objects.filter(study_id__in=study_ids, excluded=False, is_gold=False)
+        .values_list("study_id")
+        .annotate(n=Count("id"))
+    )
+    clinicians = dict(
+        StudyMembership.objects.filter(study_id__in=study_ids, role=StudyMembership.Role.CLINICIAN)
+        .values_list("study_id")
+        .annotate(n=Count("id"))
+    )
+    rows = []
+    for membership in memberships:
+        study = membership.study
+        counts = mine.get(study.pk, {"done": 0, "calibration": 0, "leased": 0})
+        quota = membership.quota if membership.quota is not None else study.quota_per_rater
+        target = (
+            quota
+            if quota is not None
+            else fair_share(
+                comparisons=comparisons.get(study.pk, 0), overlap_k=study.overlap_k, clinicians=clinicians.get(study.pk, 0)
+            )
+        )
+        target = max(target, counts["done"])
+        rows.append(
+            {
+                "study": study,
+                "done": counts["done"],
+                "assigned": target,
+                "remaining": max(target - counts["done"], 0),
+                "in_progress": counts["leased"],
+                "calibration_done": counts["calibration"],
+                "calibration_size": study.calibration_size,
+            }
+        )
+    return render(request, "workspace/home.html", {"rows": rows})
+
+
+@login_required
+@require_POST
+def workspace_next(request: HttpRequest, slug: str) -> HttpResponse:
+    return _next_or_home(request, clinician_study(request, slug))
+
+
+@login_required
+def workspace_done(request: HttpRequest, slug: str) -> HttpResponse:
+    """The clinician's own submitted pairs in this study, newest first, each open for revision."""
+    study = clinician_study(request, slug)
+    submitted = (
+        Assignment.objects.filter(study=study, rater__user=request.user, status=Assignment.Status.SUBMITTED)
+        .exclude(purpose=Assignment.Purpose.CALIBRATION)
+        .order_by("-submitted_at")
+        .only("public_id", "submitted_at", "both_unacceptable")[:500]
+    )
+    return render(request, "workspace/done.html", {"study": study, "submitted": submitted})
+
+
+@login_required
+def workspace_pair(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    assignment = own_assignment(request, public_id, with_content=True)
+    if assignment.status == Assignment.Status.SKIPPED:
+        messages.info(request, "You skipped that pair.")
+        return redirect("workspace-home")
+    return _render_pair(request, assignment)
+
+
+@login_required
+@require_POST
+def workspace_submit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    assignment = own_assignment(request, public_id, with_content=True)
+    rater = rater_for_user(user=request.user)
+    keys = [c.key for c in criteria_in_page_order(assignment.study)]
+    data = rating_input_from_post(request.POST, keys)
+    revising = request.POST.get("mode") == "revise"
+    try:
+        if revising:
+            rating_revise(assignment=assignment, rater=rater, data=data)
+        else:
+            outcome = rating_submit(assignment=assignment, rater=rater, data=data)
+    except ValidationError as exc:
+        if getattr(exc, "code", None) in ("lease_lost", "study_closed", "skipped"):
+            messages.error(request, " ".join(exc.messages))
+            return redirect("workspace-home")
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"form": exc.messages}
+        return _render_pair(request, assignment, state=_state_from_input(data), errors=errors, status=400)
+    if revising:
+        messages.success(request, "Your revised answers are saved.")
+        return redirect("workspace-done", slug=assignment.study.slug)
+    if outcome.feedback is not None:
+        return redirect("workspace-feedback", public_id=assignment.public_id)
+    return _next_or_home(request, assignment.study)
+
+
+@login_required
+@require_POST
+def workspace_skip(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    assignment = own_assignment(request, public_id)
+    try:
+        assignment_skip(
+            assignment=assignment, rater=rater_for_user(user=request.user), reason=request.POST.get("skip_reason", "")
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("workspace-pair", public_id=assignment.public_id)
+    return _next_or_home(request, assignment.study)
+
+
+@login_required
+@require_POST
+def workspace_draft(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    """Autosave from the page (fetch or sendBeacon, form-encoded with the CSRF token)."""
+    assignment = own_assignment(request, public_id)
+    try:
+        draft = json.loads(request.POST.get("draft") or "{}")
+        saved = draft_save(
+            assignment=assignment,
+            rater=rater_for_user(user=request.user),
+            draft=draft,
+            total_seconds=_float(request.POST.get("total_seconds")),
+            active_seconds=_float(request.POST.get("active_seconds")),
+        )
+    except (ValueError, ValidationError):
+        return JsonResponse({"saved": False, "error": "invalid draft"}, status=400)
+    return JsonResponse({"saved": saved})
+
+
+@login_required
+def workspace_feedback(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """After a calibration item: the expected answers beside the rater's, with the rubric text."""
+    assignment = own_assignment(request, public_id, with_content=True)
+    if assignment.purpose != Assignment.Purpose.CALIBRATION or assignment.status != Assignment.Status.SUBMITTED:
+        raise Http404("No feedback for this pair.")
+    criteria = criteria_in_page_order(assignment.study)
+    canonical = dict(assignment.ratings.values_list("criterion__key", "value"))
+    labels = {o["value"]: o["label"] for o in scale_options(assignment.study.scale_points)}
+    feedback = [
+        {"item": item, "chosen_label": labels[item.chosen], "expected_label": labels[item.expected]}
+        for item in calibration_feedback(assignment=assignment, criteria=criteria, canonical=canonical)
+    ]
+    pair = pair_for_rater(assignment=assignment, criteria=criteria)
+    return render(
+        request,
+        "workspace/feedback.html",
+        {"study": assignment.study, "feedback": feedback, "pair": pair, "agreed": sum(f["item"].agrees for f in feedback)},
+    )
+
+
+def pair_url(assignment: Assignment) -> str:
+    return reverse("workspace-pair", kwargs={"public_id": assignment.public_id})
+
+
+urlpatterns = [
+    path("workspace/", workspace_home, name="workspace-home"),
+    path("workspace/pair/<uuid:public_id>/", workspace_pair, name="workspace-pair"),
+    path("workspace/pair/<uuid:public_id>/submit", workspace_submit, name="workspace-submit"),
+    path("workspace/pair/<uuid:public_id>/skip", workspace_skip, name="workspace-skip"),
+    path("workspace/pair/<uuid:public_id>/draft", workspace_draft, name="workspace-draft"),
+    path("workspace/pair/<uuid:public_id>/feedback", workspace_feedback, name="workspace-feedback"),
+    path("workspace/<slug:slug>/next", workspace_next, name="workspace-next"),
+    path("workspace/<slug:slug>/done", workspace_done, name="workspace-done"),
+]

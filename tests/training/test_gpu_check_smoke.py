@@ -1,0 +1,28 @@
+"""bench/gpu_check.sh on CPU with a tiny model: the script runs and prints every figure."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_check_runs_on_cpu_with_a_tiny_model():
+    completed = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--tiny", "--steps", "2", "--warmup", "1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    output = completed.stdout
+    for trainer in ("dpo", "modpo"):
+        line = next(line for line in output.splitlines() if line.startswith(f"{trainer}: step"))
+        assert float(re.search(r"([\d.]+) tokens/s", line).group(1)) > 0
+        assert "peak GPU memory" in line and "MFU" in line
+    ratio = float(re.search(r"MODPO/DPO step-time ratio: ([\d.]+)", output).group(1))
+    assert ratio > 0
+    assert "MFU (DPO):" in output

@@ -1,0 +1,262 @@
+"""Every kind end to end on a tiny model, the MODPO loss and margin path, stop and resume."""
+
+import json
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from annotations.training import TrainingSpec, run_training  # noqa: E402
+from annotations.training import modpo as modpo_module  # noqa: E402
+from annotations.training.synthetic import phrase_vocabulary, write_snapshot  # noqa: E402
+from annotations.training.tiny import build_tiny_model  # noqa: E402
+
+torch.set_num_threads(1)
+CRITERIA = ["empathy", "safety", "active_listening"]
+FAST = {"batch_size": 8, "logging_steps": 2, "learning_rate": 3e-3, "max_length": 96}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    return {
+        "root": root,
+        "base": str(build_tiny_model(root / "base", phrase_vocabulary(CRITERIA))),
+        "pairs": write_snapshot(root / "pairs", criteria=CRITERIA, train_count=64, test_count=32),
+        "multi": write_snapshot(root / "multi", snapshot_format="multi-objective", criteria=CRITERIA),
+    }
+
+
+@pytest.fixture(scope="module")
+def safety_reward_model(workspace):
+    """A reward model for safety; the MODPO tests use it for the margins."""
+    spec = TrainingSpec(kind="reward", base_model=workspace["base"], criterion="safety", max_steps=24, **FAST)
+    result = run_training(spec, dataset_dir=workspace["pairs"], output_dir=workspace["root"] / "rm-safety")
+    return result
+
+
+def modpo_spec(workspace, reward_model_dir, **overrides):
+    options = {
+        "kind": "modpo",
+        "base_model": workspace["base"],
+        "criterion": "empathy",
+        "weights": {"empathy": 0.6, "safety": 0.4, "active_listening": 0.0},
+        "reward_models": {"safety": str(reward_model_dir)},
+        "max_steps": 4,
+        **FAST,
+    }
+    options.update(overrides)
+    return TrainingSpec(**options)
+
+
+def test_a_reward_model_ranks_held_out_pairs(safety_reward_model, workspace):
+    assert safety_reward_model.status == "completed"
+    assert safety_reward_model.metrics["eval_pairwise_accuracy"] > 0.9
+    out = workspace["root"] / "rm-safety"
+    for name in ("adapter_config.json", "tokenizer.json", "training_config.json", "metrics.jsonl", "manifest.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("checkpoint-*"))
+
+
+def test_dpo_and_sft_run_end_to_end_and_report(workspace):
+    for kind in ("dpo", "sft"):
+        reports = []
+        spec = TrainingSpec(kind=kind, base_model=workspace["base"], criterion="empathy", max_steps=4, **FAST)
+        result = run_training(
+            spec,
+            dataset_dir=workspace["pairs"],
+            output_dir=workspace["root"] / kind,
+            report=lambda step, total, epoch, metrics, reports=reports: reports.append((step, total, metrics)),
+        )
+        assert result.status == "completed" and result.global_step == 4
+        assert [r[0] for r in reports if "loss" in r[2]] == [2, 4]
+        assert all(r[1] == 4 for r in reports)
+        assert "eval_loss" in result.metrics
+        if kind == "dpo":
+            assert "rewards/accuracies" in reports[0][2]
+        logged = [json.loads(line) for line in (workspace["root"] / kind / "metrics.jsonl").read_text().splitlines()]
+        assert [entry["step"] for entry in logged if "loss" in entry] == [2, 4]
+
+
+def test_modpo_margins_reach_the_loss_unchanged(workspace, safety_reward_model, monkeypatch):
+    seen = []
+    real_loss = modpo_module.modpo_loss
+
+    def spying_loss(chosen, rejected, margins, **kwargs):
+        seen.extend(margins.tolist())
+        return real_loss(chosen, rejected, margins, **kwargs)
+
+    monkeypatch.setattr(modpo_module, "modpo_loss", spying_loss)
+    out = workspace["root"] / "modpo"
+    spec = modpo_spec(workspace, safety_reward_model.output_dir, max_steps=-1, num_epochs=1)
+    result = run_training(spec, dataset_dir=workspace["multi"], output_dir=out)
+    assert result.status == "completed"
+    stored = [json.loads(line)["margin"] for line in (out / "modpo_margins.jsonl").read_text().splitlines()]
+    # The reward model scores chosen and rejected differently, so the margins are not all zero.
+    assert max(abs(m) for m in stored) > 1e-3
+    # One epoch of training plus one evaluation pass: every stored margin reached the loss once.
+    assert sorted(seen) == pytest.approx(sorted(stored), abs=1e-6)
+
+
+def perturbed_policy(base):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.2 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def losses_on_one_batch(workspace, tmp_path, margin, primary_weight, pair_count):
+    """DPO and MODPO losses of the same policy, reference and batch (full fine-tuning)."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    from annotations.training.data import preference_pairs
+    from annotations.training.models import load_tokenizer
+    from annotations.training.modpo import MARGIN_COLUMN, DataCollatorForMODPO, MODPOTrainer
+
+    tokenizer = load_tokenizer(workspace["base"])
+    pairs = preference_pairs(workspace["pairs"], "empathy", "train")[:pair_count]
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    policy = perturbed_policy(workspace["base"])
+
+    def build(trainer_class, dataset_rows, **extra):
+        args = DPOConfig(
+            output_dir=str(tmp_path / trainer_class.__name__),
+            report_to="none",
+            bf16=False,
+            gradient_checkpointing=False,
+            beta=0.1,
+            max_length=96,
+        )
+        return trainer_class(
+            model=perturbed_policy(workspace["base"]),
+            ref_model=AutoModelForCausalLM.from_pretrained(workspace["base"], local_files_only=True),
+            args=args,
+            train_dataset=Dataset.from_list(dataset_rows),
+            processing_class=tokenizer,
+            **extra,
+        )
+
+    del policy
+    dpo = build(DPOTrainer, rows)
+    modpo = build(
+        MODPOTrainer,
+        [{**row, MARGIN_COLUMN: margin} for row in rows],
+        primary_weight=primary_weight,
+        data_collator=DataCollatorForMODPO(pad_token_id=tokenizer.pad_token_id, max_length=96),
+    )
+    with torch.no_grad():
+        dpo_batch = dpo._prepare_inputs(dpo.data_collator([dpo.train_dataset[i] for i in range(pair_count)]))
+        modpo_batch = modpo._prepare_inputs(modpo.data_collator([modpo.train_dataset[i] for i in range(pair_count)]))
+        assert modpo_batch[MARGIN_COLUMN].tolist() == pytest.approx([margin] * pair_count)
+        return dpo.compute_loss(dpo.model, dpo_batch).item(), modpo.compute_loss(modpo.model, modpo_batch).item()
+
+
+def test_modpo_with_weight_one_on_the_primary_is_dpo(workspace, tmp_path):
+    dpo_loss, modpo_loss = losses_on_one_batch(workspace, tmp_path, margin=0.0, primary_weight=1.0, pair_count=4)
+    assert abs(dpo_loss - math.log(2)) > 1e-3  # the policy differs from the reference
+    assert modpo_loss == pytest.approx(dpo_loss, abs=1e-6)
+
+
+def test_modpo_loss_moves_with_the_margin_as_the_formula_says(workspace, tmp_path):
+    dpo_loss, with_positive_margin = losses_on_one_batch(
+        workspace, tmp_path, margin=0.8, primary_weight=0.5, pair_count=1
+    )
+    # One pair: DPO loss = softplus(-z) with z = beta * (logratio_w - logratio_l); recover z.
+    z = -math.log(math.expm1(dpo_loss))
+    expected = math.log1p(math.exp(-(z / 0.5 - 0.8 / 0.5)))
+    assert with_positive_margin == pytest.approx(expected, rel=1e-5)
+    _, with_negative_margin = losses_on_one_batch(workspace, tmp_path, margin=-0.8, primary_weight=0.5, pair_count=1)
+    # A pair the other criteria already favour (positive margin) asks more of the policy.
+    assert with_negative_margin < with_positive_margin
+
+
+def test_the_collator_refuses_rows_without_margins():
+    from annotations.training.modpo import DataCollatorForMODPO
+
+    collator = DataCollatorForMODPO(pad_token_id=0)
+    with pytest.raises(KeyError, match="dropped"):
+        collator([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3]}])
+
+
+def test_a_merge_with_weights_one_zero_equals_the_first_model(workspace, safety_reward_model):
+    from annotations.training.models import load_causal_lm
+
+    sources = []
+    for seed in (1, 2):
+        spec = TrainingSpec(
+            kind="dpo", base_model=workspace["base"], criterion="empathy", max_steps=2, seed=seed, **FAST
+        )
+        sources.append(
+            str(
+                run_training(
+                    spec, dataset_dir=workspace["pairs"], output_dir=workspace["root"] / f"dpo-seed{seed}"
+                ).output_dir
+            )
+        )
+    sources.append(str(workspace["root"] / "modpo-for-merge"))
+    run_training(
+        modpo_spec(workspace, safety_reward_model.output_dir, max_steps=2),
+        dataset_dir=workspace["multi"],
+        output_dir=sources[2],
+    )
+
+    def merged(weights, name):
+        spec = TrainingSpec(
+            kind="merge", base_model=workspace["base"], merge_sources=sources[: len(weights)], merge_weights=weights
+        )
+        return load_causal_lm(run_training(spec, dataset_dir=None, output_dir=workspace["root"] / name).output_dir)
+
+    first = load_causal_lm(sources[0], base_model=workspace["base"]).state_dict()
+    second = load_causal_lm(sources[1], base_model=workspace["base"]).state_dict()
+    one_zero = merged([1.0, 0.0], "merge-1-0").state_dict()
+    assert all(torch.equal(one_zero[key], first[key]) for key in first)
+    half = merged([0.5, 0.5, 0.0], "merge-half").state_dict()
+    key = next(k for k in first if "q_proj.weight" in k and not torch.equal(first[k], second[k]))
+    torch.testing.assert_close(half[key], (first[key] + second[key]) / 2)
+
+
+def test_should_stop_leaves_a_checkpoint_and_a_second_run_resumes(workspace):
+    out = workspace["root"] / "stop-resume"
+    spec = TrainingSpec(
+        kind="dpo", base_model=workspace["base"], criterion="empathy", max_steps=8, save_steps=100, **FAST
+    )
+    checks = []
+
+    def stop_on_third_check():
+        checks.append(1)
+        return len(checks) >= 3
+
+    stopped = run_training(spec, dataset_dir=workspace["pairs"], output_dir=out, should_stop=stop_on_third_check)
+    assert stopped.status == "stopped" and stopped.global_step == 3
+    assert (out / "checkpoint-3").is_dir()
+    assert not (out / "result.json").exists()
+
+    steps = []
+    resumed = run_training(
+        spec,
+        dataset_dir=workspace["pairs"],
+        output_dir=out,
+        report=lambda step, total, epoch, metrics: steps.append(step),
+    )
+    assert resumed.status == "completed"
+    assert resumed.resumed_from_step == 3 and resumed.global_step == 8
+    assert min(steps) > 3
+    # A completed run is not trained again.
+    again = run_training(spec, dataset_dir=workspace["pairs"], output_dir=out, should_stop=lambda: True)
+    assert again == resumed
+
+
+def test_a_run_refuses_an_output_dir_of_another_spec(workspace):
+    out = workspace["root"] / "stop-resume-other"
+    spec = TrainingSpec(kind="dpo", base_model=workspace["base"], criterion="empathy", max_steps=2, **FAST)
+    run_training(spec, dataset_dir=workspace["pairs"], output_dir=out, should_stop=lambda: True)
+    other = TrainingSpec(kind="dpo", base_model=workspace["base"], criterion="empathy", max_steps=2, beta=0.5, **FAST)
+    with pytest.raises(ValueError, match="another spec"):
+        run_training(other, dataset_dir=workspace["pairs"], output_dir=out)
