@@ -126,6 +126,8 @@ class ReportSnapshotAdmin(admin.ModelAdmin):
 @admin.register(m.Profile)
 class ProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "role", "licence_type", "years_of_practice"]
+    # Role changes go through services.accounts.role_change (checked and audited), not the admin form.
+    readonly_fields = ["role"]
 
 
 @admin.register(m.Invitation)

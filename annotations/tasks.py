@@ -1,6 +1,14 @@
 """Celery tasks: thin wrappers that fetch by id and call a service. Job state lives in the database."""
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+# A run stops (saving a checkpoint) this long before the soft time limit, then re-queues itself.
+TRAINING_STOP_MARGIN_SECONDS = 300
 
 
 @shared_task(name="annotations.tasks.ping", ignore_result=False)
@@ -9,3 +17,44 @@ def ping(value: str) -> dict[str, str]:
     from django.db import connection
 
     return {"value": value, "database": connection.vendor}
+
+
+@shared_task(
+    name="annotations.tasks.training_job_run",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.CELERY_TRAINING_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_TRAINING_TIME_LIMIT,
+)
+def training_job_run(self, job_id: int) -> str:
+    """Run one training job (queue `gpu`). Idempotent: the claim in the database decides whether to run."""
+    from annotations.services.training_jobs import training_job_execute
+
+    soft_limit = settings.CELERY_TRAINING_SOFT_TIME_LIMIT
+    # Stop cleanly (checkpoint saved, job re-queued) a little before the soft limit interrupts the run.
+    stop_after = max(soft_limit - TRAINING_STOP_MARGIN_SECONDS, soft_limit * 0.9)
+    return training_job_execute(job_id=job_id, worker=self.request.hostname or "", stop_after_seconds=stop_after)
+
+
+@shared_task(name="annotations.tasks.training_jobs_recover")
+def training_jobs_recover() -> list[int]:
+    """Periodic (beat): re-queue running training jobs whose heartbeat is stale."""
+    from annotations.services.training_jobs import training_jobs_recover as recover
+
+    return recover()
+
+
+@worker_ready.connect(dispatch_uid="annotations.recover_training_jobs_on_worker_ready")
+def recover_training_jobs_on_worker_ready(sender=None, **kwargs) -> None:
+    """At a worker's start: jobs still held under its own name belong to its dead predecessor, and
+    stale ones to some other dead worker; both are re-queued so another run resumes them."""
+    from annotations.services.training_jobs import training_jobs_recover as recover
+
+    try:
+        requeued = recover(dead_worker=getattr(sender, "hostname", "") or "")
+    except Exception:  # a database hiccup must not stop the worker from serving
+        logger.exception("training job recovery at worker start failed")
+        return
+    if requeued:
+        logger.info("re-queued training jobs %s at worker start", requeued)

@@ -1,8 +1,11 @@
 """HTML pages: one module per area, each with its own urlpatterns."""
 
-from annotations.views import accounts, studies
+from annotations.views import accounts, jobs, studies, study_progress, workspace
 
 urlpatterns = [
     *studies.urlpatterns,
+    *workspace.urlpatterns,
+    *study_progress.urlpatterns,
     *accounts.urlpatterns,
+    *jobs.urlpatterns,
 ]

@@ -23,11 +23,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import krippendorff  # noqa: E402
-import numpy as np  # noqa: E402
+import krippendorff
+import numpy as np
 
-from annotations.stats import PromptBootstrap, compute_report, krippendorff_alpha_bootstrap, scale_values  # noqa: E402
-from annotations.stats.synthetic import synthetic_ratings  # noqa: E402
+from annotations.stats import PromptBootstrap, compute_report, krippendorff_alpha_bootstrap, scale_values
+from annotations.stats.synthetic import synthetic_ratings
 
 PARTS = ("reliability", "ai_versus_clinicians", "results", "position_bias")
 

@@ -155,9 +155,11 @@ AXES_LOCKOUT_CALLABLE = "annotations.middleware.lockout_response"
 AXES_SENSITIVE_PARAMETERS = ["password", "password1", "password2", "new_password1", "new_password2"]
 
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated request then gets 401 with `WWW-Authenticate: Token` (not a bare 403).
+    # Session authentication (the browser) enforces CSRF on writes; tokens are never sent by browsers on their own.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only: the browsable API would be a second, script-heavy UI outside the Content-Security-Policy.

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -10,7 +12,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = exception_handler(exc, context)
     if response is None:
         return None
-    code = getattr(exc, "default_code", "error")
+    # DRF turns Django's Http404 and PermissionDenied into its own exceptions for the response, not for `exc`.
+    if isinstance(exc, Http404):
+        code = "not_found"
+    elif isinstance(exc, DjangoPermissionDenied):
+        code = "permission_denied"
+    else:
+        code = getattr(exc, "default_code", "error")
     detail = response.data
     if isinstance(detail, dict) and set(detail) == {"detail"}:
         message, details = str(detail["detail"]), None

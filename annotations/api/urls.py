@@ -1,8 +1,15 @@
 """REST API v1: one module per area, each with its own urlpatterns."""
 
-from annotations.api import accounts, studies
+from annotations.api import (
+    accounts,
+    jobs,
+    studies,
+    workspace,
+)
 
 urlpatterns = [
     *studies.urlpatterns,
+    *workspace.urlpatterns,
     *accounts.urlpatterns,
+    *jobs.urlpatterns,
 ]

@@ -69,7 +69,13 @@ class JsonlRowWriter:
 
 
 class ParquetRowWriter:
-    """Buffers at most row_group_rows rows, then writes them as one row group; memory stays bounded."""
+    """Writes a row group every row_group_rows rows, so memory stays bounded whatever the file size.
+
+    Rows wait as Python dicts only in small batches (BATCH_ROWS) and are then held as compact Arrow
+    record batches until the row group is written: Python row dicts cost several times their bytes.
+    """
+
+    BATCH_ROWS = 64
 
     def __init__(self, path: Path, schema: pa.Schema, *, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS) -> None:
         if row_group_rows < 1:
@@ -78,24 +84,39 @@ class ParquetRowWriter:
         self.rows = 0
         self._schema = schema
         self._row_group_rows = row_group_rows
-        self._buffer: list[dict[str, Any]] = []
+        self._pending_rows: list[dict[str, Any]] = []
+        self._batches: list[pa.RecordBatch] = []
+        self._batched_rows = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = pq.ParquetWriter(str(path), schema, **PARQUET_OPTIONS)
 
     def write(self, row: dict[str, Any]) -> None:
-        self._buffer.append(row)
+        self._pending_rows.append(row)
         self.rows += 1
-        if len(self._buffer) >= self._row_group_rows:
-            self._flush()
+        if (
+            len(self._pending_rows) >= self.BATCH_ROWS
+            or self._batched_rows + len(self._pending_rows) >= self._row_group_rows
+        ):
+            self._convert_pending()
+        if self._batched_rows >= self._row_group_rows:
+            self._write_row_group()
 
-    def _flush(self) -> None:
-        if self._buffer:
-            table = pa.Table.from_pylist(self._buffer, schema=self._schema)
-            self._writer.write_table(table, row_group_size=len(self._buffer))
-            self._buffer = []
+    def _convert_pending(self) -> None:
+        if self._pending_rows:
+            self._batches.append(pa.RecordBatch.from_pylist(self._pending_rows, schema=self._schema))
+            self._batched_rows += len(self._pending_rows)
+            self._pending_rows = []
+
+    def _write_row_group(self) -> None:
+        if self._batched_rows:
+            table = pa.Table.from_batches(self._batches, schema=self._schema)
+            self._writer.write_table(table, row_group_size=self._batched_rows)
+            self._batches = []
+            self._batched_rows = 0
 
     def close(self) -> str:
-        self._flush()
+        self._convert_pending()
+        self._write_row_group()
         self._writer.close()
         return sha256_of_file(self.path)
 

@@ -16,7 +16,8 @@ against the latest committed row, so k can never be exceeded, however many rater
 every write transaction is serialised (BEGIN IMMEDIATE), which gives the same guarantee.
 
 Left/right order: each assignment stores a random seed; the side is drawn from `random.Random(seed)` with
-Efron's biased coin (p = 2/3 towards the side that balances the rater's history for the two systems), so
+Efron's biased coin (p = 2/3 towards the side that balances the rater's history for the two systems, and
+certainty once the imbalance reaches a bound, as in the "big stick" design), so
 each rater sees each system on the left about half the time, and the draw can be replayed from the seed
 and the imbalance recorded in the audit log.
 """
@@ -31,15 +32,17 @@ from itertools import combinations
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
-from annotations.models import Assignment, Comparison, Rater, Study, StudyMembership
+from annotations.models import Assignment, Comparison, Rater, Rating, Study, StudyMembership
 from annotations.services.audit import audit_record
+from annotations.services.studies import study_criteria
 
 LIVE_STATUSES = (Assignment.Status.LEASED, Assignment.Status.SUBMITTED)
 COUNTED_PURPOSES = (Assignment.Purpose.RATING,)  # only these hold one of a comparison's k places
 BIASED_COIN_P = 2 / 3  # Efron (1971): probability of the balancing side when the history is unbalanced
+BIG_STICK = 3  # Soares & Wu (1983): beyond this imbalance the balancing side is certain
 EXPIRE_BATCH = 500
 
 
@@ -100,6 +103,8 @@ def order_draw(*, seed: int, imbalance: int) -> bool:
     """
     if imbalance == 0:
         p_first_left = 0.5
+    elif abs(imbalance) >= BIG_STICK:
+        p_first_left = 0.0 if imbalance > 0 else 1.0
     elif imbalance > 0:
         p_first_left = 1 - BIASED_COIN_P
     else:
@@ -144,9 +149,9 @@ def leases_expire(*, study: Study, now: datetime | None = None, exclude_rater: R
     expired = 0
     for pk, comparison_id, purpose in rows:
         with transaction.atomic():
-            changed = Assignment.objects.filter(
-                pk=pk, status=Assignment.Status.LEASED, leased_until__lt=now
-            ).update(status=Assignment.Status.EXPIRED)
+            changed = Assignment.objects.filter(pk=pk, status=Assignment.Status.LEASED, leased_until__lt=now).update(
+                status=Assignment.Status.EXPIRED
+            )
             if not changed:
                 continue
             expired += 1
@@ -154,8 +159,14 @@ def leases_expire(*, study: Study, now: datetime | None = None, exclude_rater: R
                 Comparison.objects.filter(pk=comparison_id, active_assignments__gt=0).update(
                     active_assignments=F("active_assignments") - 1
                 )
-            audit_record(actor=None, actor_label="system", action="assignment.expire", study=study, obj=None,
-                         data={"assignment": pk})
+            audit_record(
+                actor=None,
+                actor_label="system",
+                action="assignment.expire",
+                study=study,
+                obj=None,
+                data={"assignment": pk},
+            )
     return expired
 
 
@@ -235,21 +246,22 @@ def _claim_regular(*, study: Study, rater: Rater) -> Comparison | None:
         partners = _overlap_partners(study=study, rater=rater)
         if partners:
             shares_with_partner = Exists(
-                Assignment.objects.filter(
-                    comparison=OuterRef("pk"), rater_id__in=partners, status__in=LIVE_STATUSES
-                )
+                Assignment.objects.filter(comparison=OuterRef("pk"), rater_id__in=partners, status__in=LIVE_STATUSES)
             )
             queries.insert(0, pool.filter(shares_with_partner))
     for query in queries:
-        # A few tries: a comparison filled by someone else between our pick and our update is simply passed.
-        for _ in range(5):
-            candidate = (
-                query.order_by("-active_assignments", "id")
-                .select_for_update(skip_locked=True, no_key=True, of=("self",))
-                .first()
-            )
+        ordered = query.order_by("-active_assignments", "id")
+        for _ in range(20):
+            # Skip rows other claims hold, so fifty raters at once spread over the pool instead of queueing.
+            candidate = ordered.select_for_update(skip_locked=True, no_key=True, of=("self",)).first()
             if candidate is None:
-                break
+                if not ordered.exists():
+                    break
+                # Every candidate is held by a claim in flight: wait for one. PostgreSQL re-checks the filter
+                # (below k) once the lock is free and moves on to the next row if it no longer qualifies.
+                candidate = ordered.select_for_update(no_key=True, of=("self",)).first()
+                if candidate is None:
+                    break
             claimed = Comparison.objects.filter(pk=candidate.pk, active_assignments__lt=study.overlap_k).update(
                 active_assignments=F("active_assignments") + 1
             )
@@ -405,3 +417,140 @@ def fair_share(*, comparisons: int, overlap_k: int, clinicians: int) -> int:
     if clinicians <= 0:
         return 0
     return min(comparisons, math.ceil(comparisons * min(overlap_k, clinicians) / clinicians))
+
+
+WORKSPACE_SETTINGS = (
+    "overlap_k",
+    "lease_minutes",
+    "quota_per_rater",
+    "one_prompt_per_rater",
+    "min_shared_per_rater_pair",
+    "calibration_size",
+    "gold_rate",
+    "rationale_mode",
+    "rationale_required",
+    "rationale_min_length",
+)
+
+
+@transaction.atomic
+def study_workspace_configure(*, study: Study, actor: AbstractBaseUser | None, **changes: object) -> Study:
+    """Change how the workspace hands out and checks work (see WORKSPACE_SETTINGS). Validated, audited."""
+    unknown = set(changes) - set(WORKSPACE_SETTINGS)
+    if unknown:
+        raise ValidationError({"settings": f"Unknown settings: {', '.join(sorted(unknown))}."})
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    before = {name: getattr(locked, name) for name in changes}
+    for name, value in changes.items():
+        setattr(locked, name, value)
+    if not 0 <= locked.gold_rate <= 1:
+        raise ValidationError({"gold_rate": "Expected a share from 0 to 1."})
+    if locked.lease_minutes < 1:
+        raise ValidationError({"lease_minutes": "Leases last at least one minute."})
+    locked.full_clean()
+    locked.save(update_fields=list(changes))
+    audit_record(
+        actor=actor,
+        action="study.workspace_settings",
+        study=locked,
+        obj=locked,
+        data={"before": before, "after": changes},
+    )
+    return locked
+
+
+def workspace_progress(*, study: Study, now: datetime | None = None, listed: int = 50) -> dict:
+    """The researcher's view of rating progress: per criterion, per rater, below k, leases, safety queue."""
+    from annotations.services.rating import gold_accuracy  # rating imports this module
+
+    now = now or timezone.now()
+    regular = Comparison.objects.filter(study=study, is_gold=False, excluded=False)
+    totals = regular.aggregate(
+        comparisons=Count("id"),
+        below_k=Count("id", filter=Q(active_assignments__lt=study.overlap_k)),
+        untouched=Count("id", filter=Q(active_assignments=0)),
+    )
+    target = totals["comparisons"] * study.overlap_k
+    rated = dict(
+        Rating.objects.filter(assignment__study=study, assignment__purpose=Assignment.Purpose.RATING)
+        .values_list("criterion_id")
+        .annotate(n=Count("id"))
+    )
+    per_criterion = [
+        {"key": c.key, "title": c.title, "version": c.version, "ratings": rated.get(c.pk, 0), "target": target}
+        for c in study_criteria(study)
+    ]
+    gold = gold_accuracy(study=study)
+    calibration = gold_accuracy(study=study, purpose=Assignment.Purpose.CALIBRATION)
+    per_rater = []
+    for row in (
+        Assignment.objects.filter(study=study)
+        .exclude(purpose=Assignment.Purpose.IMPORTED)
+        .values("rater__label")
+        .annotate(
+            submitted=Count("id", filter=Q(status=Assignment.Status.SUBMITTED, purpose=Assignment.Purpose.RATING)),
+            gold=Count("id", filter=Q(status=Assignment.Status.SUBMITTED, purpose=Assignment.Purpose.GOLD)),
+            calibration=Count(
+                "id", filter=Q(status=Assignment.Status.SUBMITTED, purpose=Assignment.Purpose.CALIBRATION)
+            ),
+            leased=Count("id", filter=Q(status=Assignment.Status.LEASED)),
+            skipped=Count("id", filter=Q(status=Assignment.Status.SKIPPED)),
+            expired=Count("id", filter=Q(status=Assignment.Status.EXPIRED)),
+            flagged=Count("id", filter=Q(both_unacceptable=True)),
+            active_seconds=Sum("active_seconds", filter=Q(status=Assignment.Status.SUBMITTED)),
+            total_seconds=Sum("total_seconds", filter=Q(status=Assignment.Status.SUBMITTED)),
+        )
+        .order_by("rater__label")
+    ):
+        label = row["rater__label"]
+        done = row["submitted"] + row["gold"] + row["calibration"]
+        per_rater.append(
+            {
+                "rater": label,
+                **{k: v for k, v in row.items() if k not in ("rater__label", "active_seconds", "total_seconds")},
+                "mean_active_seconds": (row["active_seconds"] or 0) / done if done else None,
+                "mean_total_seconds": (row["total_seconds"] or 0) / done if done else None,
+                "gold_accuracy": gold[label].accuracy if label in gold else None,
+                "gold_checks": gold[label].checks if label in gold else 0,
+                "calibration_accuracy": calibration[label].accuracy if label in calibration else None,
+            }
+        )
+    below_k = list(
+        regular.filter(active_assignments__lt=study.overlap_k)
+        .order_by("-active_assignments", "id")
+        .values("id", "active_assignments", prompt_external_id=F("prompt__external_id"))[:listed]
+    )
+    leases = Assignment.objects.filter(study=study).aggregate(
+        overdue=Count("id", filter=Q(status=Assignment.Status.LEASED, leased_until__lt=now)),
+        live=Count("id", filter=Q(status=Assignment.Status.LEASED, leased_until__gte=now)),
+        expired=Count("id", filter=Q(status=Assignment.Status.EXPIRED)),
+    )
+    safety_queue = list(
+        Assignment.objects.filter(study=study, both_unacceptable=True, status=Assignment.Status.SUBMITTED)
+        .order_by("-submitted_at")
+        .values(
+            "id",
+            "unacceptable_reason",
+            "submitted_at",
+            rater_label=F("rater__label"),
+            prompt_external_id=F("comparison__prompt__external_id"),
+            first_system=F("comparison__response_first__system__name"),
+            second_system=F("comparison__response_second__system__name"),
+            first_response=F("comparison__response_first__external_id"),
+            second_response=F("comparison__response_second__external_id"),
+        )[:200]
+    )
+    return {
+        "comparisons": totals["comparisons"],
+        "comparisons_below_k": totals["below_k"],
+        "comparisons_untouched": totals["untouched"],
+        "gold_comparisons": Comparison.objects.filter(study=study, is_gold=True, excluded=False).count(),
+        "target_ratings_per_criterion": target,
+        "per_criterion": per_criterion,
+        "per_rater": per_rater,
+        "below_k": below_k,
+        "leases": leases,
+        "safety_queue": safety_queue,
+        "overlap_required": study.min_shared_per_rater_pair,
+        "overlap_shortfalls": [s.__dict__ for s in overlap_shortfalls(study=study)],
+    }

@@ -160,14 +160,16 @@ def rating_submit(*, assignment: Assignment, rater: Rater, data: RatingInput) ->
         stored = dict(locked.ratings.values_list("criterion__key", "value"))
         if stored != canonical:
             raise ValidationError("This pair is already submitted; revise it instead.", code="already_submitted")
-        feedback = calibration_feedback(assignment=locked, criteria=criteria, canonical=stored) if is_calibration else None
+        feedback = (
+            calibration_feedback(assignment=locked, criteria=criteria, canonical=stored) if is_calibration else None
+        )
         return SubmitOutcome(assignment=locked, created=False, feedback=feedback)
     if locked.status == Assignment.Status.SKIPPED:
         raise ValidationError("This pair was skipped.", code="skipped")
     if locked.status == Assignment.Status.EXPIRED and locked.purpose in COUNTED_PURPOSES:
-        reinstated = Comparison.objects.filter(
-            pk=locked.comparison_id, active_assignments__lt=study.overlap_k
-        ).update(active_assignments=F("active_assignments") + 1)
+        reinstated = Comparison.objects.filter(pk=locked.comparison_id, active_assignments__lt=study.overlap_k).update(
+            active_assignments=F("active_assignments") + 1
+        )
         if not reinstated:
             raise ValidationError(
                 "This pair was passed to another clinician after a long pause; your draft is kept but cannot be "
@@ -219,7 +221,9 @@ def rating_submit(*, assignment: Assignment, rater: Rater, data: RatingInput) ->
             "active_seconds": locked.active_seconds,
         },
     )
-    feedback = calibration_feedback(assignment=locked, criteria=criteria, canonical=canonical) if is_calibration else None
+    feedback = (
+        calibration_feedback(assignment=locked, criteria=criteria, canonical=canonical) if is_calibration else None
+    )
     return SubmitOutcome(assignment=locked, created=True, feedback=feedback)
 
 
@@ -372,7 +376,9 @@ def gold_accuracy(*, study: Study, purpose: str = Assignment.Purpose.GOLD) -> di
         assignment__purpose=purpose,
         assignment__status=Assignment.Status.SUBMITTED,
         assignment__comparison__is_gold=True,
-    ).values_list("assignment__rater__label", "assignment_id", "criterion__key", "value", "assignment__comparison__gold_expected")
+    ).values_list(
+        "assignment__rater__label", "assignment_id", "criterion__key", "value", "assignment__comparison__gold_expected"
+    )
     for label, assignment_id, key, value, expected in rows:
         if key not in (expected or {}):
             continue
@@ -434,8 +440,13 @@ def pair_for_rater(*, assignment: Assignment, criteria: list[Criterion] | None =
         else (comparison.response_second, comparison.response_first)
     )
     criteria = criteria if criteria is not None else criteria_in_page_order(study)
-    state: dict[str, Any] = {"values": {}, "rationales": {}, "rationale": "", "both_unacceptable": False,
-                             "unacceptable_reason": ""}
+    state: dict[str, Any] = {
+        "values": {},
+        "rationales": {},
+        "rationale": "",
+        "both_unacceptable": False,
+        "unacceptable_reason": "",
+    }
     if assignment.status == Assignment.Status.SUBMITTED:
         values, rationales = submitted_values(assignment)
         state = {
@@ -453,12 +464,25 @@ def pair_for_rater(*, assignment: Assignment, criteria: list[Criterion] | None =
         "status": assignment.status,
         "calibration": assignment.purpose == Assignment.Purpose.CALIBRATION,
         "conversation": [
-            {"role": m.get("role", ""), "label": ROLE_LABELS.get(m.get("role", ""), "Message"), "content": m.get("content", "")}
+            {
+                "role": m.get("role", ""),
+                "label": ROLE_LABELS.get(m.get("role", ""), "Message"),
+                "content": m.get("content", ""),
+            }
             for m in comparison.prompt.messages
         ],
-        "responses": [{"label": "Response 1", "content": left.content}, {"label": "Response 2", "content": right.content}],
+        "responses": [
+            {"label": "Response 1", "content": left.content},
+            {"label": "Response 2", "content": right.content},
+        ],
         "criteria": [
-            {"key": c.key, "title": c.title, "question": c.question, "better_when": c.better_when, "worse_when": c.worse_when}
+            {
+                "key": c.key,
+                "title": c.title,
+                "question": c.question,
+                "better_when": c.better_when,
+                "worse_when": c.worse_when,
+            }
             for c in criteria
         ],
         "scale": scale_options(study.scale_points),

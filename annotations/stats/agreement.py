@@ -55,9 +55,9 @@ def alpha_distances(values: np.ndarray, level: AlphaLevel, value_totals: np.ndar
     n_v = np.asarray(value_totals, dtype=float)
     size = len(values)
     if level == "nominal":
-        return np.broadcast_to(1.0 - np.eye(size), n_v.shape[:-1] + (size, size))
+        return np.broadcast_to(1.0 - np.eye(size), (*n_v.shape[:-1], size, size))
     if level == "interval":
-        return np.broadcast_to((values[:, None] - values[None, :]) ** 2, n_v.shape[:-1] + (size, size))
+        return np.broadcast_to((values[:, None] - values[None, :]) ** 2, (*n_v.shape[:-1], size, size))
     if level == "ordinal":
         # (sum of n_g for g between a and b, inclusive, minus (n_a + n_b) / 2) squared
         cumulative = np.cumsum(n_v, axis=-1)

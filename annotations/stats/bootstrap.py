@@ -9,8 +9,6 @@ weights is all ones (the original data), so the point estimate and the resamples
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse
-
 
 # Per-prompt sums held densely up to this many entries (8 bytes each): 128 MiB.
 DENSE_ENTRIES_LIMIT = 16_000_000

@@ -87,9 +87,7 @@ def compute_report(
                 },
             }
         with clock("position_bias"):
-            position = position_bias(
-                table.rater[rows], table.value[rows], table.left_is_first[rows], table, confidence
-            )
+            position = position_bias(table.rater[rows], table.value[rows], table.left_is_first[rows], table, confidence)
         criteria[criterion_label] = {
             "n_ratings": len(rows),
             "n_items": int(data.n_items),
@@ -541,9 +539,7 @@ def _judge_against_clinicians(
 
     return {
         "n_ratings": len(judge_rows),
-        "n_items_shared_with_clinicians": int(
-            (judge_has_item & (data.human_value_counts.sum(axis=1) > 0)).sum()
-        ),
+        "n_items_shared_with_clinicians": int((judge_has_item & (data.human_value_counts.sum(axis=1) > 0)).sum()),
         "with_each_clinician": with_each_clinician,
         "against_clinicians": against_clinicians,
         "alpha": alpha_report,
@@ -576,9 +572,7 @@ def _loo_accuracy_judge(
     judge_choice = judge_choice_of_item[items]
     clinician_correct = has_target & (own_choice == target)
     judge_correct = has_target & (judge_choice == target)
-    sums = bootstrap.sums(
-        data.item_prompt[items], np.column_stack([has_target, clinician_correct, judge_correct])
-    )
+    sums = bootstrap.sums(data.item_prompt[items], np.column_stack([has_target, clinician_correct, judge_correct]))
     with np.errstate(invalid="ignore", divide="ignore"):
         judge_accuracy = sums[:, 2] / sums[:, 0]
         clinician_accuracy = sums[:, 1] / sums[:, 0]
@@ -669,9 +663,7 @@ def _results(
             np.where(low_is_first_item, majority == 2, majority == 0),
         ]
     ).astype(float)[rated]
-    comparison_sums = bootstrap.keyed_sums(
-        data.item_prompt[rated], item_key_index[rated], per_comparison, len(keys)
-    )
+    comparison_sums = bootstrap.keyed_sums(data.item_prompt[rated], item_key_index[rated], per_comparison, len(keys))
 
     pairs = []
     for position, key in enumerate(keys):

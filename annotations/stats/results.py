@@ -53,7 +53,8 @@ def bradley_terry_log_strengths(
     strength = np.ones(wins.shape[:-1])
     for _ in range(max_iterations):
         pair_sums = strength[..., :, None] + strength[..., None, :]
-        denominator = (games / pair_sums).sum(axis=-1)
+        ratio = np.divide(games, pair_sums, out=np.zeros_like(games), where=pair_sums > 0)
+        denominator = ratio.sum(axis=-1)
         updated = np.divide(total_wins, denominator, out=np.zeros_like(total_wins), where=denominator > 0)
         scale = updated.sum(axis=-1, keepdims=True)
         updated = np.divide(updated * n_systems, scale, out=np.ones_like(updated), where=scale > 0)

@@ -182,7 +182,9 @@ def workspace_home(request: HttpRequest) -> HttpResponse:
             quota
             if quota is not None
             else fair_share(
-                comparisons=comparisons.get(study.pk, 0), overlap_k=study.overlap_k, clinicians=clinicians.get(study.pk, 0)
+                comparisons=comparisons.get(study.pk, 0),
+                overlap_k=study.overlap_k,
+                clinicians=clinicians.get(study.pk, 0),
             )
         )
         target = max(target, counts["done"])
@@ -305,7 +307,12 @@ def workspace_feedback(request: HttpRequest, public_id: uuid.UUID) -> HttpRespon
     return render(
         request,
         "workspace/feedback.html",
-        {"study": assignment.study, "feedback": feedback, "pair": pair, "agreed": sum(f["item"].agrees for f in feedback)},
+        {
+            "study": assignment.study,
+            "feedback": feedback,
+            "pair": pair,
+            "agreed": sum(f["item"].agrees for f in feedback),
+        },
     )
 
 

@@ -173,6 +173,7 @@ def test_the_same_inputs_give_byte_identical_exports_and_zips(tmp_path, fmt, fil
     second_zip = write_zip(second.directory, tmp_path / "second.zip")
     assert first_zip == second_zip
     assert (tmp_path / "first.zip").read_bytes() == (tmp_path / "second.zip").read_bytes()
+    assert verify_export(tmp_path / "first.zip") == []
 
 
 def test_parquet_files_have_small_row_groups_and_the_jsonl_rows(tmp_path):

@@ -1,0 +1,281 @@
+"""Reads for the agreement and results report: the filtered ratings and judgments of a study as a RatingTable.
+
+Ratings and judgments are read with one `values_list` query each, streamed with `iterator()`, and turned
+into integer columns; labels (criteria, raters, systems) come from three small queries, never per row.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.db.models import Case, Count, F, IntegerField, Max, QuerySet, Sum, Value, When
+
+from annotations.models import Assignment, Criterion, Judgment, Rater, Rating, Study, System
+from annotations.services.studies import study_criteria
+from annotations.stats import LEFT_UNKNOWN, LEFT_WAS_FIRST, LEFT_WAS_SECOND, RatingTable
+
+ITERATOR_CHUNK = 5000
+# Calibration answers are practice on known items, not data: they never enter a report.
+REPORTED_PURPOSES = (Assignment.Purpose.RATING, Assignment.Purpose.GOLD, Assignment.Purpose.IMPORTED)
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """Which ratings a report covers. Empty tuples and None mean "no restriction"."""
+
+    criteria: tuple[str, ...] = ()  # criterion keys
+    raters: tuple[str, ...] = ()  # rater labels (clinicians, external raters and judges alike)
+    date_from: datetime.date | None = None  # inclusive, on the day the rating or judgment was stored
+    date_to: datetime.date | None = None  # inclusive
+    min_gold_accuracy: float | None = None  # clinicians below this share on gold items are left out
+
+    def as_params(self) -> dict[str, Any]:
+        """A canonical JSON-ready form: the same filters always give the same dict."""
+        return {
+            "criteria": sorted(set(self.criteria)),
+            "raters": sorted(set(self.raters)),
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+            "min_gold_accuracy": self.min_gold_accuracy,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ReportFilters:
+        return cls(
+            criteria=tuple(params.get("criteria") or ()),
+            raters=tuple(params.get("raters") or ()),
+            date_from=datetime.date.fromisoformat(params["date_from"]) if params.get("date_from") else None,
+            date_to=datetime.date.fromisoformat(params["date_to"]) if params.get("date_to") else None,
+            min_gold_accuracy=params.get("min_gold_accuracy"),
+        )
+
+
+@dataclass(frozen=True)
+class GoldExclusion:
+    """Clinicians left out by the gold-accuracy threshold, with their accuracy."""
+
+    threshold: float | None
+    excluded: dict[str, float] = field(default_factory=dict)  # rater label -> gold accuracy
+    without_gold: tuple[str, ...] = ()  # raters with no gold checks (kept)
+
+
+def report_gold_exclusion(*, study: Study, filters: ReportFilters) -> GoldExclusion:
+    """Per-rater gold accuracy (services.rating.gold_accuracy) against the filter's threshold.
+
+    Raters with no gold checks are kept and listed: no evidence is not evidence of poor accuracy.
+    """
+    if filters.min_gold_accuracy is None:
+        return GoldExclusion(threshold=None)
+    from annotations.services.rating import gold_accuracy  # services import selectors, not the reverse
+
+    accuracy = gold_accuracy(study=study)
+    excluded = {
+        label: round(result.accuracy, 6)
+        for label, result in accuracy.items()
+        if result.accuracy is not None and result.accuracy < filters.min_gold_accuracy
+    }
+    rated = set(
+        Assignment.objects.filter(study=study, status=Assignment.Status.SUBMITTED, purpose__in=REPORTED_PURPOSES)
+        .values_list("rater__label", flat=True)
+        .distinct()
+    )
+    without_gold = tuple(sorted(rated - {label for label, r in accuracy.items() if r.accuracy is not None}))
+    return GoldExclusion(threshold=filters.min_gold_accuracy, excluded=excluded, without_gold=without_gold)
+
+
+def _left_code(field_name: str) -> Case:
+    return Case(
+        When(**{field_name: True}, then=Value(LEFT_WAS_FIRST)),
+        When(**{field_name: False}, then=Value(LEFT_WAS_SECOND)),
+        default=Value(LEFT_UNKNOWN),
+        output_field=IntegerField(),
+    )
+
+
+def report_ratings(*, study: Study, filters: ReportFilters, excluded_raters: tuple[str, ...] = ()) -> QuerySet:
+    """Submitted clinician and external ratings the report covers (excluded comparisons never count)."""
+    ratings = Rating.objects.filter(
+        assignment__study=study,
+        assignment__status=Assignment.Status.SUBMITTED,
+        assignment__purpose__in=REPORTED_PURPOSES,
+        assignment__comparison__excluded=False,
+    )
+    if filters.criteria:
+        ratings = ratings.filter(criterion__key__in=filters.criteria)
+    if filters.raters:
+        ratings = ratings.filter(assignment__rater__label__in=filters.raters)
+    if excluded_raters:
+        ratings = ratings.exclude(assignment__rater__label__in=excluded_raters)
+    if filters.date_from:
+        ratings = ratings.filter(created_at__date__gte=filters.date_from)
+    if filters.date_to:
+        ratings = ratings.filter(created_at__date__lte=filters.date_to)
+    return ratings
+
+
+def report_judgments(*, study: Study, filters: ReportFilters) -> QuerySet:
+    """AI judgments the report covers. The gold threshold applies to clinicians only."""
+    judgments = Judgment.objects.filter(comparison__study=study, comparison__excluded=False)
+    if filters.criteria:
+        judgments = judgments.filter(criterion__key__in=filters.criteria)
+    if filters.raters:
+        judgments = judgments.filter(judge__rater__label__in=filters.raters)
+    if filters.date_from:
+        judgments = judgments.filter(created_at__date__gte=filters.date_from)
+    if filters.date_to:
+        judgments = judgments.filter(created_at__date__lte=filters.date_to)
+    return judgments
+
+
+def report_data_summary(*, study: Study, filters: ReportFilters, excluded_raters: tuple[str, ...] = ()) -> dict:
+    """Order-free sums over the covered rows, two queries: any added, removed or edited rating or judgment
+    changes them, so they fingerprint the data without reading it (revisions bump `updated_at` and
+    `revision`; a value edited in place still moves the id-weighted sum)."""
+    ratings = report_ratings(study=study, filters=filters, excluded_raters=excluded_raters).aggregate(
+        n=Count("id"),
+        id_sum=Sum("id"),
+        id_max=Max("id"),
+        weighted_value_sum=Sum(F("id") * F("value")),
+        revision_sum=Sum("revision"),
+        updated_max=Max("updated_at"),
+    )
+    judgments = report_judgments(study=study, filters=filters).aggregate(
+        n=Count("id"),
+        id_sum=Sum("id"),
+        id_max=Max("id"),
+        weighted_value_sum=Sum(F("id") * F("value")),
+        left_sum=Sum(_left_code("left_is_first")),
+        created_max=Max("created_at"),
+    )
+    return {
+        "ratings": {key: _plain(value) for key, value in ratings.items()},
+        "judgments": {key: _plain(value) for key, value in judgments.items()},
+    }
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime.datetime) else value
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    table: RatingTable
+    criteria: list[dict[str, Any]]  # {"key", "version", "title"} in the study's order (overall last)
+    raters: dict[str, str]  # report label -> kind (clinician, external, judge)
+
+
+def _columns(rows: QuerySet, fields: list[Any]) -> np.ndarray:
+    """Stream a values_list into an (n, len(fields)) int64 array without materializing model objects."""
+    flat = np.fromiter(
+        (number for row in rows.values_list(*fields).iterator(chunk_size=ITERATOR_CHUNK) for number in row),
+        dtype=np.int64,
+    )
+    return flat.reshape(-1, len(fields))
+
+
+def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple[str, ...] = ()) -> ReportTable:
+    """The covered ratings and judgments as one RatingTable (canonical orientation, labels by name)."""
+    rating_rows = _columns(
+        report_ratings(study=study, filters=filters, excluded_raters=excluded_raters).annotate(
+            left_code=_left_code("assignment__left_is_first")
+        ),
+        [
+            "criterion_id",
+            "assignment__comparison_id",
+            "assignment__comparison__prompt_id",
+            "assignment__rater_id",
+            "value",
+            "left_code",
+            "assignment__comparison__response_first__system_id",
+            "assignment__comparison__response_second__system_id",
+        ],
+    )
+    judgment_rows = _columns(
+        report_judgments(study=study, filters=filters).annotate(left_code=_left_code("left_is_first")),
+        [
+            "criterion_id",
+            "comparison_id",
+            "comparison__prompt_id",
+            "judge__rater_id",
+            "value",
+            "left_code",
+            "comparison__response_first__system_id",
+            "comparison__response_second__system_id",
+        ],
+    )
+    rows = np.concatenate([rating_rows, judgment_rows])
+    criterion_ids, item, prompt, rater_ids, value, left, first_ids, second_ids = rows.T
+
+    # Criteria in the study's order with the overall preference last; only those with a rating.
+    present = set(np.unique(criterion_ids).tolist())
+    ordered = [c for c in study_criteria(study) if not c.is_overall] + [c for c in study_criteria(study) if c.is_overall]
+    criteria = [c for c in ordered if c.pk in present]
+    missing = present - {c.pk for c in criteria}
+    criteria += list(Criterion.objects.filter(pk__in=missing).order_by("key", "version"))  # rated, since removed
+    criterion_code = {c.pk: index for index, c in enumerate(criteria)}
+
+    raters = {r.pk: r for r in Rater.objects.filter(pk__in=np.unique(rater_ids).tolist())}
+    rater_label = _rater_labels(list(raters.values()))
+    rater_labels = tuple(sorted(set(rater_label.values())))
+    rater_code = {pk: rater_labels.index(label) for pk, label in rater_label.items()}
+
+    system_ids = np.unique(np.concatenate([first_ids, second_ids])).tolist()
+    system_name = dict(System.objects.filter(pk__in=system_ids).values_list("id", "name"))
+    system_labels = tuple(sorted(system_name.values()))
+    system_code = {pk: system_labels.index(name) for pk, name in system_name.items()}
+
+    table = RatingTable(
+        criterion=_recode(criterion_ids, criterion_code),
+        item=item,
+        prompt=prompt,
+        rater=_recode(rater_ids, rater_code),
+        value=value,
+        left_is_first=left,
+        system_first=_recode(first_ids, system_code),
+        system_second=_recode(second_ids, system_code),
+        criterion_labels=tuple(c.key for c in criteria),
+        rater_labels=rater_labels,
+        rater_is_judge=tuple(
+            any(raters[pk].is_judge for pk, label in rater_label.items() if label == name) for name in rater_labels
+        ),
+        system_labels=system_labels,
+    )
+    return ReportTable(
+        table=table,
+        criteria=[{"key": c.key, "version": c.version, "title": c.title} for c in criteria],
+        raters={rater_label[pk]: raters[pk].kind for pk in raters},
+    )
+
+
+def _rater_labels(raters: list[Rater]) -> dict[int, str]:
+    """Rater id -> label in the report. A label used by two kinds (a clinician and an imported rater both
+    called "r1") gets the kind added, so two people never merge into one rater."""
+    kinds_of: dict[str, set[str]] = {}
+    for rater in raters:
+        kinds_of.setdefault(rater.label, set()).add(rater.kind)
+    return {
+        rater.pk: rater.label if len(kinds_of[rater.label]) == 1 else f"{rater.label} ({rater.kind})"
+        for rater in raters
+    }
+
+
+def _recode(ids: np.ndarray, code: dict[int, int]) -> np.ndarray:
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64)
+    keys = np.array(sorted(code), dtype=np.int64)
+    values = np.array([code[k] for k in keys], dtype=np.int64)
+    return values[np.searchsorted(keys, ids)]
+
+
+def report_rater_choices(*, study: Study) -> list[str]:
+    """Labels of everyone who rated or judged in the study, for the page's rater filter (two small queries)."""
+    rating = (
+        Assignment.objects.filter(study=study, status=Assignment.Status.SUBMITTED, purpose__in=REPORTED_PURPOSES)
+        .values_list("rater__label", flat=True)
+        .distinct()
+    )
+    judging = Judgment.objects.filter(comparison__study=study).values_list("judge__rater__label", flat=True).distinct()
+    return sorted(set(rating) | set(judging))

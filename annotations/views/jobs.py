@@ -1,0 +1,197 @@
+"""Training jobs pages: list and launch, a job's page (progress, live loss curve, lineage), cancel,
+artifact download, register as system. Researchers of the study only; everyone else gets 404."""
+
+import json
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from annotations.models import JobStatus, PreferenceExport, Study, TrainingJob
+from annotations.services.studies import study_criteria
+from annotations.services.training_jobs import (
+    OPTION_DEFAULTS,
+    training_job_artifacts_zip,
+    training_job_cancel,
+    training_job_for_study,
+    training_job_launch,
+    training_job_lineage,
+    training_job_progress,
+    training_job_register_system,
+    training_jobs_for_study,
+)
+from annotations.views.common import study_for
+
+# The options the launch form shows (the others keep TrainingSpec's defaults; the API takes them all).
+FORM_OPTIONS = (
+    "max_steps",
+    "num_epochs",
+    "learning_rate",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "beta",
+    "max_length",
+    "use_lora",
+    "precision",
+    "save_steps",
+    "logging_steps",
+    "seed",
+)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """`empathy=0.6, safety=0.4` (or a JSON object) -> {"empathy": 0.6, "safety": 0.4}."""
+    text = text.strip()
+    if not text:
+        return {}
+    try:
+        if text.startswith("{"):
+            loaded = json.loads(text)
+            return {str(key): float(value) for key, value in loaded.items()}
+        pairs = [item.split("=", 1) for item in text.replace("\n", ",").split(",") if item.strip()]
+        return {key.strip(): float(value) for key, value in pairs}
+    except (ValueError, TypeError, AttributeError):
+        raise ValidationError({"weights": ["Write weights as name=number, separated by commas."]}) from None
+
+
+def _job_or_404(study: Study, public_id: uuid.UUID) -> TrainingJob:
+    job = training_job_for_study(study=study, public_id=public_id)
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def _launch_from_form(request: HttpRequest, study: Study) -> TrainingJob:
+    form = request.POST
+    export = None
+    if form.get("export"):
+        try:
+            export = PreferenceExport.objects.filter(study=study, public_id=form["export"]).first()
+        except ValidationError:
+            export = None
+        if export is None:
+            raise ValidationError({"export": ["No such export in this study."]})
+    try:
+        input_ids = [uuid.UUID(value) for value in form.getlist("inputs")]
+    except ValueError:
+        raise ValidationError({"inputs": ["No such job in this study."]}) from None
+    inputs = list(TrainingJob.objects.filter(study=study, public_id__in=input_ids))
+    if len(inputs) != len(set(input_ids)):
+        raise ValidationError({"inputs": ["No such job in this study."]})
+    options = {name: form.get(name, "") for name in FORM_OPTIONS if name != "use_lora"}
+    options["use_lora"] = "use_lora" in form
+    return training_job_launch(
+        study=study,
+        kind=form.get("kind", ""),
+        base_model=form.get("base_model", "").strip(),
+        export=export,
+        criterion=form.get("criterion", "").strip(),
+        weights=parse_weights(form.get("weights", "")),
+        hyperparameters=options,
+        inputs=inputs,
+        actor=request.user,
+    )
+
+
+@login_required
+def job_list(request: HttpRequest, slug: str) -> HttpResponse:
+    study = study_for(request, slug)
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        study = study_for(request, slug, "annotations.manage_study")
+        try:
+            job = _launch_from_form(request, study)
+        except ValidationError as exc:
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        else:
+            messages.success(request, "Job queued.")
+            return redirect("job-detail", slug=study.slug, public_id=job.public_id)
+    context = {
+        "study": study,
+        "jobs": training_jobs_for_study(study=study),
+        "exports": PreferenceExport.objects.filter(study=study, status=JobStatus.SUCCEEDED).order_by("-created_at"),
+        "finished_jobs": training_jobs_for_study(study=study).filter(status=JobStatus.SUCCEEDED),
+        "criteria": study_criteria(study),
+        "kinds": TrainingJob.Kind.choices,
+        "defaults": OPTION_DEFAULTS,
+        "form": request.POST if request.method == "POST" else {},
+        "errors": errors,
+    }
+    return render(request, "jobs/list.html", context, status=400 if errors else 200)
+
+
+@login_required
+@require_GET
+def job_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> HttpResponse:
+    study = study_for(request, slug)
+    job = _job_or_404(study, public_id)
+    lineage = training_job_lineage(job)
+    context = {
+        "study": study,
+        "job": job,
+        "progress": training_job_progress(job),
+        "lineage": lineage,
+        "agreement_json": json.dumps(lineage["agreement"], indent=2, sort_keys=True, default=str),
+        "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
+        "can_download": job.artifacts_path and job.status != JobStatus.QUEUED,
+        "systems": job.systems.order_by("name"),
+        "detail_url": reverse("api-job-detail", kwargs={"slug": study.slug, "public_id": job.public_id}),
+        "metrics_url": reverse("api-job-metrics", kwargs={"slug": study.slug, "public_id": job.public_id}),
+    }
+    return render(request, "jobs/detail.html", context)
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, slug: str, public_id: uuid.UUID) -> HttpResponse:
+    study = study_for(request, slug, "annotations.manage_study")
+    job = _job_or_404(study, public_id)
+    try:
+        training_job_cancel(job=job, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Cancel requested: the job stops at its next step and keeps its last checkpoint.")
+    return redirect("job-detail", slug=study.slug, public_id=job.public_id)
+
+
+@login_required
+@require_POST
+def job_register_system(request: HttpRequest, slug: str, public_id: uuid.UUID) -> HttpResponse:
+    study = study_for(request, slug, "annotations.manage_study")
+    job = _job_or_404(study, public_id)
+    try:
+        system = training_job_register_system(job=job, name=request.POST.get("name", ""), actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, "Could not register the system: " + " ".join(exc.messages))
+    else:
+        messages.success(request, f"Registered as system {system.name}.")
+    return redirect("job-detail", slug=study.slug, public_id=job.public_id)
+
+
+@login_required
+@require_GET
+def job_artifacts(request: HttpRequest, slug: str, public_id: uuid.UUID) -> FileResponse:
+    study = study_for(request, slug)
+    job = _job_or_404(study, public_id)
+    try:
+        archive = training_job_artifacts_zip(job)
+    except FileNotFoundError:
+        raise Http404("This job has no artifacts yet.") from None
+    return FileResponse(
+        archive, as_attachment=True, filename=f"training-job-{job.public_id}.zip", content_type="application/zip"
+    )
+
+
+urlpatterns = [
+    path("studies/<slug:slug>/jobs/", job_list, name="job-list"),
+    path("studies/<slug:slug>/jobs/<uuid:public_id>/", job_detail, name="job-detail"),
+    path("studies/<slug:slug>/jobs/<uuid:public_id>/cancel", job_cancel, name="job-cancel"),
+    path("studies/<slug:slug>/jobs/<uuid:public_id>/register", job_register_system, name="job-register-system"),
+    path("studies/<slug:slug>/jobs/<uuid:public_id>/artifacts.zip", job_artifacts, name="job-artifacts"),
+]

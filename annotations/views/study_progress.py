@@ -1,0 +1,120 @@
+"""The researcher's workspace page for a study: progress, below-k, leases, safety queue, clinicians, gold."""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path
+from django.views.decorators.http import require_POST
+
+from annotations.models import Comparison, Profile, Study, StudyMembership
+from annotations.services.assignment import (
+    clinician_assign,
+    leases_expire,
+    study_workspace_configure,
+    workspace_progress,
+)
+from annotations.services.rating import comparison_mark_gold
+from annotations.views.common import study_for
+
+
+@login_required
+def study_progress(request: HttpRequest, slug: str) -> HttpResponse:
+    study = study_for(request, slug)
+    clinicians = (
+        StudyMembership.objects.filter(study=study, role=StudyMembership.Role.CLINICIAN)
+        .select_related("user")
+        .order_by("user__username")
+    )
+    context = {
+        "study": study,
+        "progress": workspace_progress(study=study),
+        "clinicians": clinicians,
+        "can_manage": request.user.has_perm("annotations.manage_study", study),
+        "rationale_modes": Study.RationaleMode.choices,
+    }
+    return render(request, "studies/progress.html", context)
+
+
+@login_required
+@require_POST
+def study_clinician_add(request: HttpRequest, slug: str) -> HttpResponse:
+    study = study_for(request, slug, "annotations.manage_study")
+    username = request.POST.get("username", "").strip()
+    user = get_user_model().objects.filter(username=username, profile__role=Profile.Role.CLINICIAN).first()
+    if user is None:
+        messages.error(request, f"No clinician account named {username!r}.")
+        return redirect("study-progress", slug=slug)
+    try:
+        quota = int(request.POST["quota"]) if request.POST.get("quota") else None
+        clinician_assign(study=study, user=user, actor=request.user, quota=quota)
+    except (ValueError, ValidationError) as exc:
+        messages.error(request, f"Could not add {username}: {exc}")
+        return redirect("study-progress", slug=slug)
+    messages.success(request, f"{username} can now rate in this study.")
+    return redirect("study-progress", slug=slug)
+
+
+@login_required
+@require_POST
+def study_leases_expire(request: HttpRequest, slug: str) -> HttpResponse:
+    study = study_for(request, slug, "annotations.manage_study")
+    expired = leases_expire(study=study)
+    messages.success(request, f"Returned {expired} expired lease(s) to the pool.")
+    return redirect("study-progress", slug=slug)
+
+
+@login_required
+@require_POST
+def study_gold_mark(request: HttpRequest, slug: str) -> HttpResponse:
+    study = study_for(request, slug, "annotations.manage_study")
+    try:
+        comparison = Comparison.objects.get(study=study, pk=int(request.POST.get("comparison", "0")))
+        raw = request.POST.get("expected", "").strip()
+        expected = json.loads(raw) if raw else None
+        comparison_mark_gold(comparison=comparison, expected=expected, actor=request.user)
+    except (ValueError, Comparison.DoesNotExist, ValidationError) as exc:
+        messages.error(request, f"Could not mark the comparison: {exc}")
+        return redirect("study-progress", slug=slug)
+    messages.success(request, "Gold comparison saved." if expected else "Gold mark removed.")
+    return redirect("study-progress", slug=slug)
+
+
+@login_required
+@require_POST
+def study_workspace_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    study = study_for(request, slug, "annotations.manage_study")
+    post = request.POST
+    try:
+        study_workspace_configure(
+            study=study,
+            actor=request.user,
+            overlap_k=int(post.get("overlap_k") or study.overlap_k),
+            lease_minutes=int(post.get("lease_minutes") or study.lease_minutes),
+            quota_per_rater=int(post["quota_per_rater"]) if post.get("quota_per_rater") else None,
+            one_prompt_per_rater=post.get("one_prompt_per_rater") == "1",
+            min_shared_per_rater_pair=int(post.get("min_shared_per_rater_pair") or 0),
+            calibration_size=int(post.get("calibration_size") or 0),
+            gold_rate=float(post.get("gold_rate") or 0),
+            rationale_mode=post.get("rationale_mode") or study.rationale_mode,
+            rationale_required=post.get("rationale_required") == "1",
+            rationale_min_length=int(post.get("rationale_min_length") or 0),
+        )
+    except (ValueError, ValidationError) as exc:
+        messages.error(request, f"Could not save the settings: {exc}")
+        return redirect("study-progress", slug=slug)
+    messages.success(request, "Workspace settings saved.")
+    return redirect("study-progress", slug=slug)
+
+
+urlpatterns = [
+    path("studies/<slug:slug>/progress", study_progress, name="study-progress"),
+    path("studies/<slug:slug>/clinicians/add", study_clinician_add, name="study-clinician-add"),
+    path("studies/<slug:slug>/leases/expire", study_leases_expire, name="study-leases-expire"),
+    path("studies/<slug:slug>/gold", study_gold_mark, name="study-gold-mark"),
+    path("studies/<slug:slug>/workspace-settings", study_workspace_settings, name="study-workspace-settings"),
+]

@@ -1,0 +1,322 @@
+"""The permission matrix: every URL route × every persona → the HTTP status expected.
+
+HOW TO ADD YOUR ROUTE (test_route_matrix.py fails for any named route missing here, and for entries whose
+route no longer exists):
+
+    ROUTES["my-url-name"] = [
+        Check(
+            method="get",                                   # "get" (default), "post", "patch", "put", "delete"
+            kwargs=lambda w: {"slug": w.study.slug},        # URL kwargs built from the World (see conftest.py)
+            data=lambda w: {"field": "value"},              # optional request body (JSON for /api/, form otherwise)
+            expect=expect(anonymous=302, other_clinician=404, clinician=404,
+                          other_researcher=404, researcher=200, admin=200),
+        ),
+    ]
+
+- Key: the URL name (`name=` in path()). One entry may hold several Checks (e.g. GET list and POST create).
+- `expect(...)` takes all six personas, keyword-only, so nothing is left out by accident. A value may be a
+  tuple of acceptable statuses when a route legitimately answers either (use sparingly).
+- The World (tests/security/conftest.py): `study` ("s1", owned by researcher; clinician is a member) and
+  `other_study` ("s2", owned by other_researcher; other_clinician is a member); `system` (in s1),
+  `comparison` (s1), `assignment` (clinician's leased assignment in s1, use `.public_id`), `other_assignment`
+  (other_clinician's, in s2). Admin is a member of neither study. A lambda may create extra objects it needs
+  with the ORM (e.g. an export row) and return kwargs pointing at them.
+- Personas run in this order, least privileged first, each with a fresh client logged in by session:
+  anonymous, other_clinician, clinician, other_researcher, researcher, admin. Writes by earlier personas are
+  visible to later ones (one transaction per route), so put the data a write needs in `data`, and expect the
+  result of running after the personas before.
+- Every response a clinician persona gets (HTML or JSON) is also checked to contain no system name.
+- A route whose kwargs cannot be built from the World: `ROUTES[name] = Skip("why, and what tests it instead")`.
+- Conventions: HTML pages send anonymous users to the login page (302); the API answers anonymous with 401.
+  A study (or an object in it) the persona may not see is 404, never 403, so URLs reveal nothing;
+  403 means "you can see this but may not do that".
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+PERSONAS = ("anonymous", "other_clinician", "clinician", "other_researcher", "researcher", "admin")
+CLINICIAN_PERSONAS = ("clinician", "other_clinician")
+
+Status = int | tuple[int, ...]
+
+
+def expect(
+    *,
+    anonymous: Status,
+    other_clinician: Status,
+    clinician: Status,
+    other_researcher: Status,
+    researcher: Status,
+    admin: Status,
+) -> dict[str, Status]:
+    return {
+        "anonymous": anonymous,
+        "other_clinician": other_clinician,
+        "clinician": clinician,
+        "other_researcher": other_researcher,
+        "researcher": researcher,
+        "admin": admin,
+    }
+
+
+@dataclass(frozen=True)
+class Check:
+    expect: dict[str, Status]
+    method: str = "get"
+    kwargs: Callable[[Any], dict[str, Any]] | None = None
+    data: Callable[[Any], dict[str, Any]] | dict[str, Any] | None = None
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+def s1(w) -> dict[str, Any]:
+    return {"slug": w.study.slug}
+
+
+# Presets for the common shapes; write a literal expect(...) whenever a route differs.
+EVERYONE_200 = expect(
+    anonymous=200, other_clinician=200, clinician=200, other_researcher=200, researcher=200, admin=200
+)
+# An HTML page of study s1 for its researchers (and admins).
+STUDY_PAGE = expect(anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200)
+# An HTML form post on study s1 that redirects back after doing (or refusing with a message) its work.
+STUDY_FORM_POST = expect(
+    anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=302, admin=302
+)
+# An API read of study s1 for its researchers (and admins).
+STUDY_API_READ = expect(
+    anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200
+)
+# Admin-only HTML page / API.
+ADMIN_PAGE = expect(anonymous=302, other_clinician=403, clinician=403, other_researcher=403, researcher=403, admin=200)
+ADMIN_API_READ = expect(
+    anonymous=401, other_clinician=403, clinician=403, other_researcher=403, researcher=403, admin=200
+)
+ANY_USER_API = expect(
+    anonymous=401, other_clinician=200, clinician=200, other_researcher=200, researcher=200, admin=200
+)
+
+
+ROUTES: dict[str, list[Check] | Skip] = {
+    # --- authentication and docs ---------------------------------------------------------------------------
+    "login": [Check(expect=EVERYONE_200)],
+    "logout": [
+        Check(
+            method="post",
+            expect=expect(
+                anonymous=302, other_clinician=302, clinician=302, other_researcher=302, researcher=302, admin=302
+            ),
+        )
+    ],
+    "api-schema": [Check(expect=EVERYONE_200)],
+    "api-docs": [Check(expect=EVERYONE_200)],
+    "healthz": [Check(expect=EVERYONE_200)],
+    "home": [
+        Check(
+            expect=expect(
+                anonymous=302, other_clinician=302, clinician=302, other_researcher=302, researcher=302, admin=302
+            )
+        )
+    ],
+    # --- researcher pages (foundation) ---------------------------------------------------------------------
+    "study-list": [
+        Check(
+            expect=expect(
+                anonymous=302, other_clinician=403, clinician=403, other_researcher=200, researcher=200, admin=200
+            )
+        )
+    ],
+    "study-detail": [Check(kwargs=s1, expect=STUDY_PAGE)],
+    "study-import": [Check(method="post", kwargs=s1, expect=STUDY_FORM_POST)],
+    "study-build-comparisons": [Check(method="post", kwargs=s1, data={"strategy": "bogus"}, expect=STUDY_FORM_POST)],
+    "study-open": [Check(method="post", kwargs=s1, expect=STUDY_FORM_POST)],
+    "study-close": [Check(method="post", kwargs=s1, expect=STUDY_FORM_POST)],
+    "screening-resolve": [
+        Check(
+            method="post",
+            # A hit id from s1; other personas must not learn it exists.
+            kwargs=lambda w: {"slug": w.study.slug, "hit_id": _screening_hit(w).pk},
+            data={"resolution": "dismissed"},
+            expect=STUDY_FORM_POST,
+        )
+    ],
+    # --- researcher API (foundation) -----------------------------------------------------------------------
+    "api-study-list": [
+        Check(expect=ANY_USER_API),  # everyone gets a list, filtered to what they may see (asserted elsewhere)
+        Check(
+            method="post",
+            data={"slug": "new-study", "title": "New"},
+            expect=expect(
+                anonymous=401, other_clinician=403, clinician=403, other_researcher=201, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "api-study-detail": [Check(kwargs=s1, expect=STUDY_API_READ)],
+    "api-study-import": [
+        Check(
+            method="post",
+            kwargs=s1,
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        )
+    ],
+    "api-study-build-comparisons": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"strategy": "bogus"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        )
+    ],
+    "api-study-open": [
+        Check(
+            method="post",
+            kwargs=s1,
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200
+            ),
+        )
+    ],
+    "api-study-close": [
+        Check(
+            method="post",
+            kwargs=s1,
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200
+            ),
+        )
+    ],
+    "api-study-screening-hits": [Check(kwargs=s1, expect=STUDY_API_READ)],
+    # --- accounts and security (this module's owner: the security helper) ----------------------------------
+    "api-auth-token": [
+        Check(
+            method="post",
+            data={"username": "nobody", "password": "wrong-password-123"},
+            # The same wrong login six times: the fifth failure (AXES_FAILURE_LIMIT) locks the username out.
+            expect=expect(
+                anonymous=400, other_clinician=400, clinician=400, other_researcher=400, researcher=429, admin=429
+            ),
+        )
+    ],
+    "api-me": [Check(expect=ANY_USER_API)],
+    "api-me-token": [
+        Check(
+            method="delete",
+            expect=expect(
+                anonymous=401, other_clinician=204, clinician=204, other_researcher=204, researcher=204, admin=204
+            ),
+        )
+    ],
+    "api-study-members": [
+        Check(kwargs=s1, expect=STUDY_API_READ),
+        Check(
+            method="post",
+            kwargs=s1,
+            data=lambda w: {"username": w.other_clinician.username, "role": "clinician"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200
+            ),
+        ),
+    ],
+    "api-study-member": [
+        Check(
+            method="delete",
+            kwargs=lambda w: {"slug": w.study.slug, "username": w.clinician.username},
+            # The researcher removes the clinician, so the admin then finds no such member.
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=204, admin=404
+            ),
+        )
+    ],
+    "api-study-systems": [Check(kwargs=s1, expect=STUDY_API_READ)],
+    "api-accounts": [
+        Check(expect=ADMIN_API_READ),
+        Check(
+            method="post",
+            data={"username": "newcomer", "email": "new@example.org", "role": "clinician"},
+            expect=expect(
+                anonymous=401, other_clinician=403, clinician=403, other_researcher=403, researcher=403, admin=201
+            ),
+        ),
+    ],
+    "api-account-role": [
+        Check(
+            method="post",
+            kwargs=lambda w: {"username": w.other_researcher.username},
+            data={"role": "admin"},
+            expect=expect(
+                anonymous=401, other_clinician=403, clinician=403, other_researcher=403, researcher=403, admin=200
+            ),
+        )
+    ],
+    "api-invitations": [
+        Check(expect=ADMIN_API_READ),
+        Check(
+            method="post",
+            data={"email": "invitee@example.org", "role": "clinician", "study": "s1"},
+            expect=expect(
+                anonymous=401, other_clinician=403, clinician=403, other_researcher=403, researcher=403, admin=201
+            ),
+        ),
+    ],
+    "api-audit-events": [Check(expect=ADMIN_API_READ)],
+    "invitation-accept": [
+        Check(kwargs=lambda w: {"token": _invitation(w).token}, expect=EVERYONE_200),
+        Check(
+            kwargs=lambda w: {"token": "not-a-real-token"},
+            expect=expect(
+                anonymous=404, other_clinician=404, clinician=404, other_researcher=404, researcher=404, admin=404
+            ),
+        ),
+    ],
+    "audit-log": [Check(expect=ADMIN_PAGE)],
+    "audit-export-csv": [Check(expect=ADMIN_PAGE)],
+    "audit-export-json": [Check(expect=ADMIN_PAGE)],
+    "invitation-list": [Check(expect=ADMIN_PAGE)],
+    "study-members": [
+        Check(kwargs=s1, expect=STUDY_PAGE),
+        Check(
+            method="post",
+            kwargs=s1,
+            data=lambda w: {"username": w.other_clinician.username, "role": "clinician"},
+            expect=STUDY_FORM_POST,
+        ),
+    ],
+    "study-member-remove": [
+        Check(
+            method="post",
+            kwargs=lambda w: {"slug": w.study.slug, "user_id": w.clinician.pk},
+            # The researcher removes the clinician, so the admin then finds no such member.
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=302, admin=404
+            ),
+        )
+    ],
+}
+
+
+def _screening_hit(w):
+    from annotations.models import ScreeningHit
+
+    response = w.comparison.response_first
+    hit, _ = ScreeningHit.objects.get_or_create(response=response, term="alpha", defaults={"snippet": "…alpha…"})
+    return hit
+
+
+def _invitation(w):
+    from datetime import timedelta
+
+    from annotations.services.accounts import invitation_create
+
+    return invitation_create(
+        email="someone@example.org", role="clinician", study=w.study, actor=w.admin, valid_for=timedelta(days=1)
+    )
