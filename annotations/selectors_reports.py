@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -157,7 +158,9 @@ def report_data_summary(*, study: Study, filters: ReportFilters, excluded_raters
 
 
 def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime.datetime) else value
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return int(value) if isinstance(value, Decimal) else value  # PostgreSQL sums integers as numeric
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,9 @@ def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple
 
     # Criteria in the study's order with the overall preference last; only those with a rating.
     present = set(np.unique(criterion_ids).tolist())
-    ordered = [c for c in study_criteria(study) if not c.is_overall] + [c for c in study_criteria(study) if c.is_overall]
+    ordered = [c for c in study_criteria(study) if not c.is_overall] + [
+        c for c in study_criteria(study) if c.is_overall
+    ]
     criteria = [c for c in ordered if c.pk in present]
     missing = present - {c.pk for c in criteria}
     criteria += list(Criterion.objects.filter(pk__in=missing).order_by("key", "version"))  # rated, since removed

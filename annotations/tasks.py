@@ -58,3 +58,11 @@ def recover_training_jobs_on_worker_ready(sender=None, **kwargs) -> None:
         return
     if requeued:
         logger.info("re-queued training jobs %s at worker start", requeued)
+
+
+@shared_task(name="annotations.tasks.report_snapshot_compute", acks_late=True, reject_on_worker_lost=True)
+def report_snapshot_compute(snapshot_id: int) -> str:
+    """Compute one agreement report snapshot (queue `default`). Idempotent: a computed snapshot is left alone."""
+    from annotations.services.reports import report_snapshot_compute as compute
+
+    return compute(snapshot_id=snapshot_id)

@@ -1,6 +1,6 @@
 """HTML pages: one module per area, each with its own urlpatterns."""
 
-from annotations.views import accounts, jobs, studies, study_progress, workspace
+from annotations.views import accounts, jobs, reports, studies, study_progress, workspace
 
 urlpatterns = [
     *studies.urlpatterns,
@@ -8,4 +8,5 @@ urlpatterns = [
     *study_progress.urlpatterns,
     *accounts.urlpatterns,
     *jobs.urlpatterns,
+    *reports.urlpatterns,
 ]

@@ -219,6 +219,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TRAINING_SOFT_TIME_LIMIT = env_int("CELERY_TRAINING_SOFT_TIME_LIMIT", 24 * 3600)
 CELERY_TRAINING_TIME_LIMIT = CELERY_TRAINING_SOFT_TIME_LIMIT + 600
+# A running job writes a heartbeat this often; one silent for TRAINING_STALE_AFTER_SECONDS is re-queued.
+TRAINING_HEARTBEAT_SECONDS = env_int("TRAINING_HEARTBEAT_SECONDS", 30)
+TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 600)
+CELERY_BEAT_SCHEDULE = {
+    "recover-training-jobs": {"task": "annotations.tasks.training_jobs_recover", "schedule": 300.0},
+}
 
 # Import limits (bytes of one text field, and errors listed before stopping).
 IMPORT_MAX_TEXT_CHARS = env_int("IMPORT_MAX_TEXT_CHARS", 20000)

@@ -15,3 +15,6 @@ from evalplatform.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# The worker's log and whitenoise's static root live here; make sure they exist on a fresh machine.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -12,6 +12,7 @@ PY=.venv/bin/python
 $PY manage.py migrate --noinput
 $PY manage.py demo_setup
 $PY -m celery -A evalplatform worker -Q default,gpu --concurrency 1 --pool solo --loglevel INFO \
+  -B --schedule var/celerybeat-schedule \
   > var/worker.log 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; exit 0' INT TERM EXIT

@@ -10,5 +10,9 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 scripts/services.sh
+# axe-core for the browser tests' accessibility checks: installed from the lock file, never fetched at run time.
+if [ ! -f node_modules/axe-core/axe.min.js ]; then
+  npm ci --silent --no-audit --no-fund
+fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 exec .venv/bin/pytest "$@"

@@ -3,6 +3,7 @@
 from annotations.api import (
     accounts,
     jobs,
+    reports,
     studies,
     workspace,
 )
@@ -12,4 +13,5 @@ urlpatterns = [
     *workspace.urlpatterns,
     *accounts.urlpatterns,
     *jobs.urlpatterns,
+    *reports.urlpatterns,
 ]

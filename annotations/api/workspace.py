@@ -61,7 +61,9 @@ def _own_assignment(request: Request, public_id: uuid.UUID, *, with_content: boo
 def _raise_api_error(exc: DjangoValidationError):
     code = getattr(exc, "code", None)
     if code in ("already_submitted", "lease_lost", "study_closed", "skipped", "not_submitted", "calibration"):
-        raise Conflict(detail=" ".join(exc.messages), code=code) from None
+        conflict = Conflict(detail=" ".join(exc.messages), code=code)
+        conflict.default_code = code  # the API's error shape reports default_code
+        raise conflict from None
     raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from None
 
 
@@ -102,8 +104,7 @@ class NextPairApi(APIView):
         assignment = assignment_next(study=study, rater=rater_for_user(user=request.user))
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = Assignment.objects.select_related(*PAIR_RELATED).get(pk=assignment.pk)
-        return _pair_response(assignment)
+        return _pair_response(assignment)  # assignment_next hands it over with the pair's content loaded
 
 
 class PairApi(APIView):

@@ -7,6 +7,7 @@ writers buffer one row group), and sets of rater labels and system names.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -241,6 +242,13 @@ class _Outputs:
         self._writers[relative_path] = writer
         return writer
 
+    def abort(self) -> None:
+        """Close every open file after a failure; the caller deletes the directory."""
+        for writer in self._writers.values():
+            # The original error is the one worth raising, not a second one from closing.
+            with contextlib.suppress(Exception):
+                writer.close()
+
     def close(self) -> tuple[dict[str, str], dict[str, int]]:
         for relative_path in self._schemas:
             if relative_path not in self._writers:
@@ -281,54 +289,58 @@ def _write_into(
 
     outputs = _Outputs(root, spec, row_group_rows)
     done = 0
-    for record in records:
-        validate_record(record, max_strength=max_strength)
-        split = splitter.split_of(record.prompt_id)
-        comparisons_by_split[split] += 1
-        for system in {record.first.system, record.second.system}:
-            systems[system] = systems.get(system, 0) + 1
-        for vote in record.votes:
-            if vote.criterion not in criteria_set:
-                continue
-            reason = rater_exclusion(
-                vote.rater, is_judge=vote.is_judge, policy=policy, rater_gold_accuracy=spec.rater_gold_accuracy
+    try:
+        for record in records:
+            validate_record(record, max_strength=max_strength)
+            split = splitter.split_of(record.prompt_id)
+            comparisons_by_split[split] += 1
+            for system in {record.first.system, record.second.system}:
+                systems[system] = systems.get(system, 0) + 1
+            for vote in record.votes:
+                if vote.criterion not in criteria_set:
+                    continue
+                reason = rater_exclusion(
+                    vote.rater, is_judge=vote.is_judge, policy=policy, rater_gold_accuracy=spec.rater_gold_accuracy
+                )
+                (excluded_raters[reason] if reason else counted_raters).add((vote.is_judge, vote.rater))
+
+            per_criterion = aggregate_comparison(
+                record,
+                criteria=criteria,
+                policy=policy,
+                scale_points=spec.scale_points,
+                rater_gold_accuracy=spec.rater_gold_accuracy,
             )
-            (excluded_raters[reason] if reason else counted_raters).add((vote.is_judge, vote.rater))
+            if any(o.status == "both_unacceptable" for o in per_criterion.values()):
+                comparisons_both_unacceptable += 1
+            prompt = prompt_messages(record)
+            for key, outcome in per_criterion.items():
+                outcomes[key][outcome.status] += 1
 
-        per_criterion = aggregate_comparison(
-            record,
-            criteria=criteria,
-            policy=policy,
-            scale_points=spec.scale_points,
-            rater_gold_accuracy=spec.rater_gold_accuracy,
-        )
-        if any(o.status == "both_unacceptable" for o in per_criterion.values()):
-            comparisons_both_unacceptable += 1
-        prompt = prompt_messages(record)
-        for key, outcome in per_criterion.items():
-            outcomes[key][outcome.status] += 1
-
-        if spec.format == "multi-objective":
-            if any(o.preferred is not None for o in per_criterion.values()):
-                outputs.write(data_path(spec, split), multi_objective_row(record, per_criterion, prompt=prompt))
+            if spec.format == "multi-objective":
+                if any(o.preferred is not None for o in per_criterion.values()):
+                    outputs.write(data_path(spec, split), multi_objective_row(record, per_criterion, prompt=prompt))
+                    for key, outcome in per_criterion.items():
+                        if outcome.preferred in ("a", "b"):
+                            rows[key][split] += 1
+            else:
                 for key, outcome in per_criterion.items():
                     if outcome.preferred in ("a", "b"):
+                        row = pair_row(record, outcome, with_margin=spec.format == "reward", prompt=prompt)
+                        outputs.write(data_path(spec, split, key), row)
                         rows[key][split] += 1
-        else:
-            for key, outcome in per_criterion.items():
-                if outcome.preferred in ("a", "b"):
-                    row = pair_row(record, outcome, with_margin=spec.format == "reward", prompt=prompt)
-                    outputs.write(data_path(spec, split, key), row)
-                    rows[key][split] += 1
-                elif outcome.preferred == "tie" and spec.writes_tie_files:
-                    outputs.write(ties_path(spec, split, key), tie_row(record, outcome, prompt=prompt))
-                    tie_rows[key][split] += 1
+                    elif outcome.preferred == "tie" and spec.writes_tie_files:
+                        outputs.write(ties_path(spec, split, key), tie_row(record, outcome, prompt=prompt))
+                        tie_rows[key][split] += 1
 
-        done += 1
-        if on_progress is not None and done % progress_every == 0:
+            done += 1
+            if on_progress is not None and done % progress_every == 0:
+                on_progress(done)
+        if on_progress is not None and done % progress_every != 0:
             on_progress(done)
-    if on_progress is not None and done % progress_every != 0:
-        on_progress(done)
+    except BaseException:
+        outputs.abort()
+        raise
 
     files, file_rows = outputs.close()
     excluded_counts = {reason: len(labels) for reason, labels in sorted(excluded_raters.items())}
@@ -360,6 +372,7 @@ def _write_into(
         "tie_rows": tie_rows,
         "systems": dict(sorted(systems.items())),
         "file_rows": file_rows,
+        **({"parquet_row_group_rows": row_group_rows} if spec.file_format == "parquet" else {}),
         "code_version": spec.code_version,
         "created_at": spec.created_at,
     }

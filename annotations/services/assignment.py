@@ -56,6 +56,7 @@ def rater_for_user(*, user: AbstractBaseUser) -> Rater:
         rater, _ = Rater.objects.get_or_create(
             kind=Rater.Kind.CLINICIAN, label=user.get_username(), defaults={"user": user}
         )
+    rater.user = user  # already loaded: saves a query wherever the rater's account is needed (audit rows)
     return rater
 
 
@@ -206,6 +207,7 @@ def _pick_gold(*, study: Study, rater: Rater) -> Comparison | None:
         Comparison.objects.filter(study=study, is_gold=True, excluded=False)
         .filter(_unseen_by(rater))
         .annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
+        .select_related("prompt", "response_first", "response_second")
         .order_by("id")
         .first()
     )
@@ -240,7 +242,9 @@ def _claim_regular(*, study: Study, rater: Rater) -> Comparison | None:
     ).filter(_unseen_by(rater))
     if study.one_prompt_per_rater:
         pool = pool.exclude(Exists(Assignment.objects.filter(rater=rater, comparison__prompt_id=OuterRef("prompt_id"))))
-    pool = pool.annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
+    pool = pool.annotate(
+        first_system=F("response_first__system_id"), second_system=F("response_second__system_id")
+    ).select_related("prompt", "response_first", "response_second")
     queries = [pool]
     if study.min_shared_per_rater_pair:
         partners = _overlap_partners(study=study, rater=rater)
@@ -257,9 +261,10 @@ def _claim_regular(*, study: Study, rater: Rater) -> Comparison | None:
             if candidate is None:
                 if not ordered.exists():
                     break
-                # Every candidate is held by a claim in flight: wait for one. PostgreSQL re-checks the filter
-                # (below k) once the lock is free and moves on to the next row if it no longer qualifies.
-                candidate = ordered.select_for_update(no_key=True, of=("self",)).first()
+                # Every candidate is held by a claim in flight. Wait on just one row, in the conditional update
+                # below (no lock is taken here): holding no other comparison lock while waiting rules out
+                # deadlocks, and PostgreSQL re-checks "below k" once the row is free.
+                candidate = ordered.first()
                 if candidate is None:
                     break
             claimed = Comparison.objects.filter(pk=candidate.pk, active_assignments__lt=study.overlap_k).update(
@@ -290,22 +295,31 @@ def assignment_next(*, study: Study, rater: Rater, now: datetime | None = None) 
         lease_until = now + timedelta(minutes=study.lease_minutes)
         current = (
             Assignment.objects.filter(study=study, rater=rater, status=Assignment.Status.LEASED)
+            .select_related("comparison__prompt", "comparison__response_first", "comparison__response_second")
             .order_by("created_at", "pk")
             .first()
         )
-        if current is not None:
-            # Still counted in its comparison (only a sweep that excludes this rater expires it), so renew it.
-            Assignment.objects.filter(pk=current.pk).update(leased_until=lease_until)
+        # Renew it: still counted in its comparison unless another rater's sweep expired it a moment ago.
+        if (
+            current is not None
+            and Assignment.objects.filter(pk=current.pk, status=Assignment.Status.LEASED).update(
+                leased_until=lease_until
+            )
+            == 1
+        ):
             current.leased_until = lease_until
+            current.study = study
             return current
-        counts = rater_counts(study=study, rater=rater)
+        quota = rater_quota(study=study, rater=rater)
+        # Counting the rater's work is needed only for calibration, quotas and gold.
+        needs_counts = study.calibration_size or study.gold_rate > 0 or quota is not None
+        counts = rater_counts(study=study, rater=rater) if needs_counts else None
         purpose = Assignment.Purpose.RATING
         comparison = None
-        if counts.calibration_started < study.calibration_size:
+        if counts is not None and counts.calibration_started < study.calibration_size:
             comparison = _pick_gold(study=study, rater=rater)
             purpose = Assignment.Purpose.CALIBRATION
-        if comparison is None:
-            quota = rater_quota(study=study, rater=rater)
+        if comparison is None and counts is not None:
             if quota is not None and counts.counted_for_quota >= quota:
                 return None
             if _wants_gold(study=study, rater=rater, done=counts.counted_for_quota):

@@ -394,7 +394,12 @@ def gold_accuracy(*, study: Study, purpose: str = Assignment.Purpose.GOLD) -> di
 
 # ---- what the rater sees ----------------------------------------------------------------------
 
-ROLE_LABELS = {"user": "Help-seeker", "assistant": "Supporter (earlier reply)", "system": "Context"}
+# Speakers by message role; "system" messages are shown as context (and never called "system" on the page).
+SPEAKERS = {
+    "user": ("help_seeker", "Help-seeker"),
+    "assistant": ("supporter", "Supporter (earlier reply)"),
+    "system": ("context", "Context"),
+}
 
 
 def scale_options(points: int) -> list[dict[str, Any]]:
@@ -465,8 +470,8 @@ def pair_for_rater(*, assignment: Assignment, criteria: list[Criterion] | None =
         "calibration": assignment.purpose == Assignment.Purpose.CALIBRATION,
         "conversation": [
             {
-                "role": m.get("role", ""),
-                "label": ROLE_LABELS.get(m.get("role", ""), "Message"),
+                "speaker": SPEAKERS.get(m.get("role", ""), ("context", "Context"))[0],
+                "label": SPEAKERS.get(m.get("role", ""), ("context", "Context"))[1],
                 "content": m.get("content", ""),
             }
             for m in comparison.prompt.messages

@@ -39,7 +39,6 @@ from django.utils import timezone
 from annotations.models import JobStatus, PreferenceExport, Study, System, TrainingJob, TrainingMetric
 from annotations.services.audit import audit_record
 from annotations.training import TrainingSpec, TrainingSpecError, run_training, validate_spec
-from evalplatform.env import env_int
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +56,12 @@ MAX_ERROR_CHARS = 8000
 
 def heartbeat_seconds() -> int:
     """How often a running job writes its heartbeat (a thread, independent of step length)."""
-    return getattr(settings, "TRAINING_HEARTBEAT_SECONDS", env_int("TRAINING_HEARTBEAT_SECONDS", 30))
+    return settings.TRAINING_HEARTBEAT_SECONDS
 
 
 def stale_after_seconds() -> int:
     """A running job whose heartbeat is older than this has lost its worker and is re-queued."""
-    return getattr(settings, "TRAINING_STALE_AFTER_SECONDS", env_int("TRAINING_STALE_AFTER_SECONDS", 600))
+    return settings.TRAINING_STALE_AFTER_SECONDS
 
 
 # ---- launch -------------------------------------------------------------------------------------

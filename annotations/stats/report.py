@@ -257,12 +257,17 @@ class _CriterionData:
 def _alpha_resamples(
     coincidences: np.ndarray, values: np.ndarray, confidence: float
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Alpha at every level from (1 + R, ..., V, V) coincidence sums; nominal is on the choice."""
+    """Alpha at every level from (1 + R, ..., V, V) coincidence sums.
+
+    `nominal` is on the choice (A / tie / B), the unit of the research protocol; `nominal_scale` treats
+    every scale point as its own category (the same as `nominal` on a 3-point scale).
+    """
     choice_values = np.array([-1, 0, 1])
     resampled = {
         "nominal": agreement.alpha_from_coincidences(
             agreement.collapse_to_choice(coincidences, values), choice_values, "nominal"
         ),
+        "nominal_scale": agreement.alpha_from_coincidences(coincidences, values, "nominal"),
         "ordinal": agreement.alpha_from_coincidences(coincidences, values, "ordinal"),
         "interval": agreement.alpha_from_coincidences(coincidences, values, "interval"),
     }

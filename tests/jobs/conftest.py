@@ -2,14 +2,17 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from annotations.models import JobStatus, PreferenceExport
+from annotations.models import JobStatus, PreferenceExport, TrainingJob
+from annotations.services.training_jobs import FINISHED
 
 # The shared worker fixture writes its log under the var dir; make sure it exists.
-Path(os.environ.get("EVALPLATFORM_VAR_DIR", "/tmp/evalplatform-test-var")).mkdir(parents=True, exist_ok=True)
+VAR_DIR = Path(os.environ.get("EVALPLATFORM_VAR_DIR", "/tmp/evalplatform-test-var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 CRITERIA = ["empathy", "safety", "active_listening"]
 # Small and fast on one CPU core: a few steps of a two-layer model.
@@ -48,3 +51,35 @@ def make_export(study, snapshot_dir: str) -> PreferenceExport:
 @pytest.fixture
 def export(study, tiny_assets):
     return make_export(study, tiny_assets["snapshot"])
+
+
+@pytest.fixture(autouse=True)
+def artifacts_root(settings, tmp_path):
+    """Each test's job folders under its own tmp dir (the launch records the absolute path on the row)."""
+    settings.ARTIFACTS_ROOT = tmp_path / "artifacts"
+    return settings.ARTIFACTS_ROOT
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll until predicate() returns something truthy; fail with the worker logs' tails otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    logs = sorted(VAR_DIR.glob("*worker*.log"))
+    tails = "\n".join(f"--- {log}\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tails}")
+
+
+def wait_until_finished(jobs, *, timeout: float = 120):
+    ids = [job.pk for job in jobs]
+
+    def finished():
+        rows = TrainingJob.objects.filter(pk__in=ids, status__in=FINISHED)
+        return rows.count() == len(ids)
+
+    wait_for(finished, timeout=timeout, interval=0.2, what=f"jobs {ids} to finish")
+    for job in jobs:
+        job.refresh_from_db()

@@ -21,7 +21,6 @@ from annotations.services.training_jobs import (
     training_job_register_system,
     training_jobs_recover,
 )
-from tests.conftest import PASSWORD
 from tests.jobs.conftest import FAST, make_export
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +32,7 @@ def launch(study, export, base, **extra):
 
 
 def login(client, user):
-    assert client.login(username=user.username, password=PASSWORD)
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     return client
 
 
@@ -138,7 +137,12 @@ def test_a_succeeded_job_registers_as_a_system_of_its_study(study, export, tiny_
 def test_the_api_launches_lists_and_reads_a_job_with_its_lineage(client, study, export, tiny_assets, researcher):
     login(client, researcher)
     url = reverse("api-job-list", kwargs={"slug": study.slug})
-    payload = {"kind": "dpo", "criterion": "empathy", "base_model": tiny_assets["base"], "export": str(export.public_id)}
+    payload = {
+        "kind": "dpo",
+        "criterion": "empathy",
+        "base_model": tiny_assets["base"],
+        "export": str(export.public_id),
+    }
     created = client.post(url, {**payload, "hyperparameters": FAST}, content_type="application/json")
     assert created.status_code == 201, created.content
     refused = client.post(url, {**payload, "base_model": "/nowhere/model"}, content_type="application/json")
@@ -200,3 +204,52 @@ def test_other_researchers_and_clinicians_can_neither_see_nor_cancel_a_job(
     assert client.get(reverse("job-detail", kwargs={**kwargs, "public_id": uuid.uuid4()})).status_code == 404
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED and not job.cancel_requested
+
+
+def test_the_command_launches_reports_cancels_and_recovers(study, export, tiny_assets):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command(
+        "training_job", "launch", "--study", study.slug, "--kind", "sft", "--criterion", "empathy",
+        "--export", str(export.public_id), "--base-model", tiny_assets["base"], "--set", "max_steps=2", stdout=out,
+    )  # fmt: skip
+    job = TrainingJob.objects.get()
+    assert str(job.public_id) in out.getvalue() and job.hyperparameters == {"max_steps": 2}
+    with pytest.raises(CommandError, match="base_model"):
+        call_command(
+            "training_job", "launch", "--study", study.slug, "--kind", "sft", "--criterion", "empathy",
+            "--export", str(export.public_id), "--base-model", "/nowhere/model",
+        )  # fmt: skip
+    call_command("training_job", "status", str(job.public_id), stdout=out)
+    assert '"status": "queued"' in out.getvalue()
+    training_job_claim(job_id=job.pk, worker="w1")
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    call_command("training_job", "recover", stdout=out)
+    assert "Re-queued 1 job(s)." in out.getvalue()
+    call_command("training_job", "cancel", str(job.public_id), stdout=out)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_run_out_of_time_checkpoints_requeues_and_the_next_claim_resumes(study, export, tiny_assets, monkeypatch):
+    from annotations.services import training_jobs
+
+    dispatched = []  # no message: a shared worker must not take the job between the two runs below
+    monkeypatch.setattr(training_jobs, "_dispatch", dispatched.append)
+    training_job_execute = training_jobs.training_job_execute
+    job = launch(study, export, tiny_assets["base"], hyperparameters={**FAST, "max_steps": 4})
+    # A tiny time budget: the run stops after its first step, as it would just before the soft time limit.
+    assert training_job_execute(job_id=job.pk, worker="w1", stop_after_seconds=1e-6) == "requeued"
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.run_token) == (JobStatus.QUEUED, 1, None)
+    assert dispatched == [job.pk, job.pk]  # at launch, and again when re-queued
+    assert (Path(job.artifacts_path) / f"checkpoint-{job.step}" / "trainer_state.json").is_file()
+    assert training_job_execute(job_id=job.pk, worker="w2") == "succeeded"
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.step) == (JobStatus.SUCCEEDED, 2, 4)
+    assert job.result["resumed_from_step"] == 1

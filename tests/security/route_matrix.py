@@ -301,6 +301,78 @@ ROUTES: dict[str, list[Check] | Skip] = {
             ),
         )
     ],
+    # --- agreement and results reports (annotations/views/reports.py, annotations/api/reports.py) ------------
+    # Clinicians, members of s1 or not, never reach a report (404); s1 is small, so it is computed inline.
+    "study-report": [Check(kwargs=s1, query={"resamples": "0"}, expect=STUDY_PAGE)],
+    "study-report-print": [Check(kwargs=s1, query={"resamples": "0"}, expect=STUDY_PAGE)],
+    "study-report-download": [
+        Check(
+            kwargs=lambda w: {"slug": w.study.slug, "file_format": "csv"}, query={"resamples": "0"}, expect=STUDY_PAGE
+        ),
+        Check(
+            kwargs=lambda w: {"slug": w.study.slug, "file_format": "json"}, query={"resamples": "0"}, expect=STUDY_PAGE
+        ),
+    ],
+    "api-study-report": [Check(kwargs=s1, query={"resamples": "0"}, expect=STUDY_API_READ)],
+    "api-study-report-csv": [Check(kwargs=s1, query={"resamples": "0"}, expect=STUDY_API_READ)],
+    # --- training jobs (annotations/views/jobs.py, annotations/api/jobs.py) -----------------------------
+    "job-list": [
+        Check(kwargs=s1, expect=STUDY_PAGE),
+        # A base model that cannot load offline: the form comes back with the error (400).
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"kind": "dpo", "base_model": "/nowhere/model"},
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "job-detail": [Check(kwargs=lambda w: _job_kwargs(w, "queued"), expect=STUDY_PAGE)],
+    "job-artifacts": [Check(kwargs=lambda w: _job_kwargs(w, "succeeded"), expect=STUDY_PAGE)],
+    "job-cancel": [Check(method="post", kwargs=lambda w: _job_kwargs(w, "queued"), expect=STUDY_FORM_POST)],
+    "job-register-system": [
+        Check(
+            method="post",
+            kwargs=lambda w: _job_kwargs(w, "succeeded"),
+            data={"name": "trained-by-matrix"},
+            expect=STUDY_FORM_POST,
+        )
+    ],
+    "api-job-list": [
+        Check(kwargs=s1, expect=STUDY_API_READ),
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"kind": "dpo", "base_model": "/nowhere/model"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "api-job-detail": [Check(kwargs=lambda w: _job_kwargs(w, "queued"), expect=STUDY_API_READ)],
+    "api-job-metrics": [Check(kwargs=lambda w: _job_kwargs(w, "queued"), expect=STUDY_API_READ)],
+    # The researcher cancels the queued job; the admin then finds it finished (400).
+    "api-job-cancel": [
+        Check(
+            method="post",
+            kwargs=lambda w: _job_kwargs(w, "queued"),
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=400
+            ),
+        )
+    ],
+    # The researcher registers the system; the admin's second registration of the same name is refused (400).
+    "api-job-register-system": [
+        Check(
+            method="post",
+            kwargs=lambda w: _job_kwargs(w, "succeeded"),
+            data={"name": "trained-by-matrix-api"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=400
+            ),
+        )
+    ],
 }
 
 
@@ -320,3 +392,20 @@ def _invitation(w):
     return invitation_create(
         email="someone@example.org", role="clinician", study=w.study, actor=w.admin, valid_for=timedelta(days=1)
     )
+
+
+def _job_kwargs(w, status: str) -> dict[str, Any]:
+    """A training job of s1 in `status` (created once per route), with an artifacts folder when succeeded."""
+    import tempfile
+    from pathlib import Path
+
+    from annotations.models import TrainingJob
+
+    job = TrainingJob.objects.filter(study=w.study, criterion_key=f"matrix-{status}").first()
+    if job is None:
+        folder = Path(tempfile.mkdtemp(prefix="matrix-job-"))
+        (folder / "training_config.json").write_text("{}")
+        job = TrainingJob.objects.create(
+            study=w.study, kind="dpo", criterion_key=f"matrix-{status}", status=status, artifacts_path=str(folder)
+        )
+    return {"slug": w.study.slug, "public_id": job.public_id}

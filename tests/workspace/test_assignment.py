@@ -183,7 +183,8 @@ def test_calibration_comes_first_then_gold_is_mixed_in_unmarked(researcher, djan
     purposes = []
     while (assignment := assignment_next(study=study, rater=rater)) is not None:
         purposes.append(assignment.purpose)
-        outcome = submit_all(study, rater, assignment=assignment)
+        towards_first = -1 if assignment.left_is_first else 1  # the side showing response_first
+        outcome = submit_all(study, rater, value=towards_first, assignment=assignment)
         if assignment.purpose == Assignment.Purpose.CALIBRATION:
             assert outcome.feedback and {f.key for f in outcome.feedback} == {"overall", "safety"}
             assert all(f.agrees for f in outcome.feedback)

@@ -49,7 +49,9 @@ def live_counts(study):
 def test_fifty_clinicians_asking_at_once_never_exceed_k(researcher, django_user_model):
     assert connection.vendor == "postgresql"
     study = build_study(owner=researcher, prompts=4, overlap_k=3)  # 12 comparisons, 36 places
-    raters = [rater_for_user(user=u) for u in add_clinicians(django_user_model, study, [f"c{i:02d}" for i in range(50)])]
+    raters = [
+        rater_for_user(user=u) for u in add_clinicians(django_user_model, study, [f"c{i:02d}" for i in range(50)])
+    ]
 
     results, errors = run_at_once([lambda r=r: assignment_next(study=study, rater=r) for r in raters])
 

@@ -1,0 +1,80 @@
+"""Researcher API for the agreement and results report (the same document as the page and the command)."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse
+from django.urls import path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotations.api.studies import api_study
+from annotations.models import JobStatus
+from annotations.services.reports import report_csv, report_document, report_params_parse, report_request
+
+REPORT_PARAMETERS = [
+    OpenApiParameter("criterion", str, many=True, description="criterion key; repeat for several (default: all)"),
+    OpenApiParameter("rater", str, many=True, description="rater or judge label; repeat for several (default: all)"),
+    OpenApiParameter("from", OpenApiTypes.DATE, description="first day a rating was stored, inclusive"),
+    OpenApiParameter("to", OpenApiTypes.DATE, description="last day a rating was stored, inclusive"),
+    OpenApiParameter("min_gold_accuracy", float, description="leave out clinicians below this gold accuracy (0-1)"),
+    OpenApiParameter("resamples", int, description="bootstrap resamples (default 1000, 0 for no intervals)"),
+    OpenApiParameter("seed", int, description="bootstrap seed (default 0)"),
+]
+
+
+def _params(request: Request):
+    query = request.query_params
+    try:
+        return report_params_parse(
+            criteria=query.getlist("criterion"),
+            raters=query.getlist("rater"),
+            date_from=query.get("from"),
+            date_to=query.get("to"),
+            min_gold_accuracy=query.get("min_gold_accuracy"),
+            n_resamples=query.get("resamples"),
+            seed=query.get("seed"),
+        )
+    except DjangoValidationError as exc:
+        raise ValidationError(exc.message_dict) from None
+
+
+class StudyReportApi(APIView):
+    @extend_schema(
+        parameters=REPORT_PARAMETERS,
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
+        description="The report document (docs/reports.md). 202 with `report: null` while it is computed; "
+        "poll until `status` is `succeeded` (or `failed`).",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        study = api_study(request, slug)
+        snapshot = report_request(study=study, params=_params(request))
+        computing = snapshot.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+        return Response(
+            report_document(study=study, snapshot=snapshot),
+            status=status.HTTP_202_ACCEPTED if computing else status.HTTP_200_OK,
+        )
+
+
+class StudyReportCsvApi(APIView):
+    @extend_schema(
+        parameters=REPORT_PARAMETERS,
+        responses={(200, "text/csv"): OpenApiTypes.STR, 202: OpenApiTypes.OBJECT},
+        description="The report as long-format CSV (one statistic per line); 202 with the JSON status while computing.",
+    )
+    def get(self, request: Request, slug: str) -> HttpResponse:
+        study = api_study(request, slug)
+        snapshot = report_request(study=study, params=_params(request))
+        document = report_document(study=study, snapshot=snapshot)
+        if snapshot.status != JobStatus.SUCCEEDED:
+            return Response(document, status=status.HTTP_202_ACCEPTED)
+        return HttpResponse(report_csv(document["report"]), content_type="text/csv; charset=utf-8")
+
+
+urlpatterns = [
+    path("studies/<slug:slug>/report", StudyReportApi.as_view(), name="api-study-report"),
+    path("studies/<slug:slug>/report.csv", StudyReportCsvApi.as_view(), name="api-study-report-csv"),
+]

@@ -1,0 +1,472 @@
+"""Agreement and results reports: fingerprint, cache (ReportSnapshot), inline or Celery computation.
+
+A report is identified by a fingerprint of its parameters and of the ratings it covers. Asking for a
+report whose fingerprint has a snapshot returns that snapshot; otherwise a new snapshot is computed,
+inline when the data are small, else by the `report_snapshot_compute` task on the default queue. A new,
+edited or removed rating changes the fingerprint, so the next request recomputes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotations.models import JobStatus, ReportSnapshot, Study
+from annotations.selectors_reports import (
+    ReportFilters,
+    report_data_summary,
+    report_gold_exclusion,
+    report_table,
+)
+from annotations.stats import compute_report
+from annotations.stats.report import REPORT_SCHEMA_VERSION
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_N_RESAMPLES = 1000
+# Reports over at most this many rows (ratings + judgments) are computed in the request.
+DEFAULT_INLINE_MAX_ROWS = 20_000
+# Share of the progress bar spent reading the data; the rest follows compute_report's parts.
+LOAD_SHARE = 0.1
+
+
+def inline_max_rows() -> int:
+    return int(getattr(settings, "REPORT_INLINE_MAX_ROWS", DEFAULT_INLINE_MAX_ROWS))
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """Everything that shapes a report besides the data: filters and the bootstrap settings."""
+
+    filters: ReportFilters = field(default_factory=ReportFilters)
+    n_resamples: int = DEFAULT_N_RESAMPLES
+    seed: int = 0
+    confidence: float = 0.95
+    epsilon: float = 0.2
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "filters": self.filters.as_params(),
+            "n_resamples": self.n_resamples,
+            "seed": self.seed,
+            "confidence": self.confidence,
+            "epsilon": self.epsilon,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ReportParams:
+        return cls(
+            filters=ReportFilters.from_params(params.get("filters") or {}),
+            n_resamples=int(params.get("n_resamples", DEFAULT_N_RESAMPLES)),
+            seed=int(params.get("seed", 0)),
+            confidence=float(params.get("confidence", 0.95)),
+            epsilon=float(params.get("epsilon", 0.2)),
+        )
+
+    @property
+    def key(self) -> str:
+        """Identifies "the same report" across data changes: a newer snapshot with this key replaces older ones."""
+        return _sha256(self.as_params())
+
+
+def _sha256(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    value: str
+    n_rows: int  # ratings + judgments covered
+    excluded_raters: dict[str, float]  # below the gold threshold: label -> accuracy
+    raters_without_gold: tuple[str, ...]
+
+
+def report_fingerprint(*, study: Study, params: ReportParams) -> Fingerprint:
+    """The fingerprint of a report: its parameters, the study's scale, the raters the gold threshold leaves
+    out, and order-free sums over the covered ratings and judgments (three small aggregate queries)."""
+    gold = report_gold_exclusion(study=study, filters=params.filters)
+    excluded = tuple(sorted(gold.excluded))
+    summary = report_data_summary(study=study, filters=params.filters, excluded_raters=excluded)
+    value = _sha256(
+        {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "study": study.pk,
+            "scale_points": study.scale_points,
+            "params": params.as_params(),
+            "excluded_raters": excluded,
+            "data": summary,
+        }
+    )
+    return Fingerprint(
+        value=value,
+        n_rows=summary["ratings"]["n"] + summary["judgments"]["n"],
+        excluded_raters=gold.excluded,
+        raters_without_gold=gold.without_gold,
+    )
+
+
+def report_request(
+    *, study: Study, params: ReportParams, inline: bool | None = None, retry_failed: bool = False
+) -> ReportSnapshot:
+    """The snapshot for the current data: cached, being computed, or computed now.
+
+    `inline=None` computes in this process when the data are small (see `inline_max_rows`) and queues the
+    Celery task otherwise; `inline=True` always computes here (the management command), `False` always queues.
+    A failed snapshot stays failed (a poll must not retry it in a loop) until `retry_failed` or new data.
+    """
+    fingerprint = report_fingerprint(study=study, params=params)
+    snapshot, created = ReportSnapshot.objects.get_or_create(
+        study=study,
+        fingerprint=fingerprint.value,
+        defaults={
+            "params": {
+                **params.as_params(),
+                "key": params.key,
+                "excluded_raters": fingerprint.excluded_raters,
+                "raters_without_gold": list(fingerprint.raters_without_gold),
+                "n_rows": fingerprint.n_rows,
+            },
+            "status": JobStatus.QUEUED,
+        },
+    )
+    if snapshot.status == JobStatus.SUCCEEDED:
+        return snapshot
+    if snapshot.status == JobStatus.FAILED and not retry_failed:
+        return snapshot
+    if not created and snapshot.status != JobStatus.FAILED and not inline:
+        return snapshot  # queued or running elsewhere: the page shows its progress
+    if inline is None:
+        inline = fingerprint.n_rows <= inline_max_rows()
+    if inline:
+        report_snapshot_compute(snapshot_id=snapshot.pk)
+    else:
+        ReportSnapshot.objects.filter(pk=snapshot.pk).update(status=JobStatus.QUEUED, progress=0, error="")
+        from annotations.tasks import report_snapshot_compute as task  # tasks import services
+
+        task.delay_on_commit(snapshot.pk)
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def report_latest_computed(*, study: Study, params: ReportParams) -> ReportSnapshot | None:
+    """The newest succeeded snapshot with these parameters (possibly for older data): shown while a newer
+    one is computed."""
+    return (
+        ReportSnapshot.objects.filter(study=study, params__key=params.key, status=JobStatus.SUCCEEDED)
+        .order_by("-computed_at")
+        .first()
+    )
+
+
+class _ProgressTimings(dict):
+    """compute_report writes each finished part into its `timings` dict: reliability, judges, results and
+    position bias per criterion, then the pooled position bias. Counting those writes gives real progress
+    without adding a callback to the pure core."""
+
+    PARTS_PER_CRITERION = 4
+
+    def __init__(self, *, snapshot_id: int, n_criteria: int) -> None:
+        super().__init__()
+        self.snapshot_id = snapshot_id
+        self.parts_expected = self.PARTS_PER_CRITERION * n_criteria + 1
+        self.parts_done = 0
+
+    def __setitem__(self, key: str, value: float) -> None:
+        super().__setitem__(key, value)
+        self.parts_done += 1
+        done = min(self.parts_done / self.parts_expected, 1.0)
+        _progress_set(self.snapshot_id, LOAD_SHARE + (0.99 - LOAD_SHARE) * done)
+
+
+def _progress_set(snapshot_id: int, progress: float) -> None:
+    ReportSnapshot.objects.filter(pk=snapshot_id, status=JobStatus.RUNNING).update(progress=round(progress, 4))
+
+
+def report_snapshot_compute(*, snapshot_id: int) -> str:
+    """Compute one snapshot from the current data (the task's body; also run inline). Idempotent: a
+    succeeded snapshot is left alone, and computing twice gives the same result (fixed seed)."""
+    snapshot = ReportSnapshot.objects.select_related("study").filter(pk=snapshot_id).first()
+    if snapshot is None:
+        return "missing"
+    if snapshot.status == JobStatus.SUCCEEDED:
+        return "cached"
+    ReportSnapshot.objects.filter(pk=snapshot_id).update(status=JobStatus.RUNNING, progress=0.01, error="")
+    study, params = snapshot.study, ReportParams.from_params(snapshot.params)
+    try:
+        started = time.perf_counter()
+        data = report_table(
+            study=study, filters=params.filters, excluded_raters=tuple(snapshot.params.get("excluded_raters") or ())
+        )
+        _progress_set(snapshot_id, LOAD_SHARE)
+        timings = _ProgressTimings(snapshot_id=snapshot_id, n_criteria=len(data.criteria))
+        report = compute_report(
+            data.table,
+            scale_points=study.scale_points,
+            n_resamples=params.n_resamples,
+            seed=params.seed,
+            epsilon=params.epsilon,
+            confidence=params.confidence,
+            timings=timings,
+        )
+        result = {
+            "criteria": data.criteria,
+            "rater_kinds": data.raters,
+            "seconds": round(time.perf_counter() - started, 3),
+            "report": report,
+        }
+    except Exception as exc:  # stored on the snapshot so the page can say what went wrong
+        logger.exception("report snapshot %s failed", snapshot_id)
+        ReportSnapshot.objects.filter(pk=snapshot_id).update(status=JobStatus.FAILED, error=str(exc)[:2000])
+        return "failed"
+    with transaction.atomic():
+        ReportSnapshot.objects.filter(pk=snapshot_id).update(
+            status=JobStatus.SUCCEEDED, progress=1.0, result=result, computed_at=timezone.now()
+        )
+        # Older snapshots of the same report are superseded; keep the table small.
+        ReportSnapshot.objects.filter(study=study, params__key=snapshot.params.get("key")).exclude(
+            pk=snapshot_id
+        ).exclude(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).delete()
+    return "succeeded"
+
+
+# ---- the report document: one shape for the API, the JSON download and the command ------------------
+
+
+def report_document(*, study: Study, snapshot: ReportSnapshot) -> dict[str, Any]:
+    """The JSON document for a snapshot (keys in docs/reports.md); `report` is None until computed."""
+    params = snapshot.params
+    result = snapshot.result or {}
+    return {
+        "study": study.slug,
+        "status": snapshot.status,
+        "progress": snapshot.progress,
+        "error": snapshot.error or None,
+        "fingerprint": snapshot.fingerprint,
+        "computed_at": snapshot.computed_at.isoformat() if snapshot.computed_at else None,
+        "compute_seconds": result.get("seconds"),
+        "filters": params.get("filters"),
+        "n_resamples": params.get("n_resamples"),
+        "seed": params.get("seed"),
+        "excluded_raters": {
+            "below_gold_accuracy": params.get("excluded_raters") or {},
+            "without_gold_checks": params.get("raters_without_gold") or [],
+        },
+        "criteria": result.get("criteria"),
+        "rater_kinds": result.get("rater_kinds"),
+        "report": result.get("report"),
+    }
+
+
+def shares_table(
+    report: dict[str, Any], *, baseline: str | None = None, criteria_order: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The research's table from the clinicians' per-rating results: per criterion and pair of systems,
+    the shares "new / base / tie" in percent. With `baseline` the other system comes first (the research's
+    "new"); otherwise the pair is read as the report stores it (`system` against `opponent`)."""
+    rows = []
+    criteria = report.get("criteria", {})
+    for criterion in [c for c in criteria_order or [] if c in criteria] or list(criteria):
+        entry = criteria[criterion]
+        for pair in sorted(entry["results"]["clinicians"]["pairs"], key=lambda p: (p["system"], p["opponent"])):
+            per_rating = pair["per_rating"]
+            shares = per_rating["shares_percent"]
+            system, opponent = pair["system"], pair["opponent"]
+            if baseline is not None and system == baseline:
+                first, second, first_share, second_share = opponent, system, shares["losses"], shares["wins"]
+            else:
+                first, second, first_share, second_share = system, opponent, shares["wins"], shares["losses"]
+            rows.append(
+                {
+                    "criterion": criterion,
+                    "system": first,
+                    "opponent": second,
+                    "system_percent": first_share,
+                    "opponent_percent": second_share,
+                    "tie_percent": shares["ties"],
+                    "n": per_rating["n"],
+                }
+            )
+    return rows
+
+
+CSV_COLUMNS = ["criterion", "section", "statistic", "subject", "estimate", "ci_low", "ci_high", "n"]
+
+
+def report_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """The report as long-format rows (CSV_COLUMNS): every statistic with its interval, one per line."""
+    rows: list[list[Any]] = []
+
+    def stat(criterion: str, section: str, statistic: str, subject: str, value: Any, n: Any = None) -> None:
+        if isinstance(value, dict):
+            rows.append(
+                [
+                    criterion,
+                    section,
+                    statistic,
+                    subject,
+                    value.get("estimate"),
+                    value.get("ci_low"),
+                    value.get("ci_high"),
+                    n,
+                ]
+            )
+        else:
+            rows.append([criterion, section, statistic, subject, value, None, None, n])
+
+    for criterion, entry in report.get("criteria", {}).items():
+        reliability = entry["reliability"]
+        for level, value in reliability["alpha"].items():
+            stat(criterion, "reliability", f"alpha_{level}", "clinicians", value, reliability["n_pairable_values"])
+        for name in ("percent_agreement", "percent_agreement_without_ties"):
+            stat(criterion, "reliability", name, "clinicians", reliability[name], reliability[name].get("n_pairs"))
+        for name in ("fleiss_kappa", "gwet_ac1", "gwet_ac2_ordinal"):
+            stat(criterion, "reliability", name, "clinicians", reliability[name], reliability[name].get("n_items"))
+        for name, value in reliability["mean_pairwise"].items():
+            stat(criterion, "reliability", f"mean_pairwise_{name}", "clinicians", value, value.get("n_rater_pairs"))
+        matrix = reliability["cohen_kappa_matrix"]
+        for i, left in enumerate(matrix["raters"]):
+            for j, right in enumerate(matrix["raters"]):
+                if j > i:
+                    stat(
+                        criterion,
+                        "pairwise",
+                        "kappa",
+                        f"{left} | {right}",
+                        matrix["kappa"][i][j],
+                        matrix["n_items"][i][j],
+                    )
+        for judge, judged in entry["judges"].items():
+            for clinician, pair in judged["with_each_clinician"].items():
+                stat(criterion, "pairwise", "kappa", f"{judge} | {clinician}", pair["kappa"], pair["n_items"])
+            for figure, against in judged["against_clinicians"].items():
+                for part in ("judge_clinician_mean", "clinician_clinician_mean", "difference"):
+                    stat(criterion, "judge_vs_clinicians", f"{figure}_{part}", judge, against[part])
+            for part, value in judged["alpha"]["judge_added_minus_clinicians_only"].items():
+                stat(criterion, "judge_vs_clinicians", f"alpha_{part}_judge_added_minus_clinicians_only", judge, value)
+            alt = judged["alternative_annotator_test"]
+            stat(
+                criterion,
+                "judge_vs_clinicians",
+                "alt_test_winning_rate",
+                judge,
+                alt["winning_rate"],
+                alt["n_humans_tested"],
+            )
+        groups = {"clinicians": entry["results"]["clinicians"], **entry["results"]["judges"]}
+        for group, results in groups.items():
+            for pair in results["pairs"]:
+                subject = f"{pair['system']} vs {pair['opponent']} ({group})"
+                per_rating = pair["per_rating"]
+                for share in ("wins", "losses", "ties"):
+                    stat(
+                        criterion,
+                        "results",
+                        f"share_{share}_percent",
+                        subject,
+                        per_rating["shares_percent"][share],
+                        per_rating["n"],
+                    )
+                stat(criterion, "results", "win_rate", subject, per_rating["win_rate"], per_rating["n"])
+                stat(
+                    criterion, "results", "sign_test_p_value", subject, per_rating["sign_test_p_value"], per_rating["n"]
+                )
+            for system, value in results["average_win_rate"].items():
+                stat(criterion, "results", "average_win_rate", f"{system} ({group})", value, value.get("n_opponents"))
+        for rater, bias in entry["position_bias"].items():
+            rows.append(
+                [
+                    criterion,
+                    "position_bias",
+                    "share_left",
+                    rater,
+                    bias["share_left"],
+                    bias["wilson_low"],
+                    bias["wilson_high"],
+                    bias["n"],
+                ]
+            )
+    return rows
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(report_csv_rows(report))
+    return out.getvalue()
+
+
+MAX_RESAMPLES = 10_000
+
+
+def report_params_parse(
+    *,
+    criteria: list[str] | tuple[str, ...] = (),
+    raters: list[str] | tuple[str, ...] = (),
+    date_from: str | None = None,
+    date_to: str | None = None,
+    min_gold_accuracy: str | float | None = None,
+    n_resamples: str | int | None = None,
+    seed: str | int | None = None,
+) -> ReportParams:
+    """Report parameters from user input (query string, command line); ValidationError names the field."""
+    import datetime
+
+    from django.core.exceptions import ValidationError
+
+    errors: dict[str, str] = {}
+
+    def parse_date(name: str, text: str | None) -> datetime.date | None:
+        if not text:
+            return None
+        try:
+            return datetime.date.fromisoformat(str(text))
+        except ValueError:
+            errors[name] = "Expected a date as YYYY-MM-DD."
+            return None
+
+    start, end = parse_date("from", date_from), parse_date("to", date_to)
+    if start and end and start > end:
+        errors["to"] = "The end date is before the start date."
+    threshold = None
+    if min_gold_accuracy not in (None, ""):
+        try:
+            threshold = float(min_gold_accuracy)
+        except ValueError:
+            threshold = -1.0
+        if not 0 <= threshold <= 1:
+            errors["min_gold_accuracy"] = "Expected a share from 0 to 1."
+    resamples = DEFAULT_N_RESAMPLES
+    if n_resamples not in (None, ""):
+        try:
+            resamples = int(n_resamples)
+        except ValueError:
+            resamples = -1
+        if not 0 <= resamples <= MAX_RESAMPLES:
+            errors["resamples"] = f"Expected an integer from 0 to {MAX_RESAMPLES}."
+    seed_value = 0
+    if seed not in (None, ""):
+        try:
+            seed_value = int(seed)
+        except ValueError:
+            errors["seed"] = "Expected an integer."
+    if errors:
+        raise ValidationError(errors)
+    filters = ReportFilters(
+        criteria=tuple(c for c in criteria if c),
+        raters=tuple(r for r in raters if r),
+        date_from=start,
+        date_to=end,
+        min_gold_accuracy=threshold,
+    )
+    return ReportParams(filters=filters, n_resamples=resamples, seed=seed_value)

@@ -1,0 +1,109 @@
+"""Report pages, downloads and API: content, charts, progress, and who may see them."""
+
+import json
+import re
+
+import pytest
+from django.urls import reverse
+
+from annotations.models import JobStatus, ReportSnapshot
+
+from .builders import JUDGE
+
+pytestmark = pytest.mark.django_db
+
+
+def page(client, user, name, slug="paper", query="", **kwargs):
+    client.force_login(user)
+    return client.get(reverse(name, kwargs={"slug": slug, **kwargs}) + query)
+
+
+def test_the_page_shows_the_research_table_and_charts(client, researcher, imported_paper_study):
+    response = page(client, researcher, "study-report", query="?resamples=20&baseline=base")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for criterion, shares in (("empathy", "85 / 6 / 9"), ("safety", "56 / 32 / 12"), ("overall", "64 / 27 / 9")):
+        assert f'<td class="paper-format">{criterion} {shares}</td>' in html
+    assert html.count('<svg class="chart heatmap"') == 3
+    assert html.count('class="chart interval-chart"') == 3 * 2 + 1  # win rates and position bias, pooled bias
+    assert 'judge-label" x=' in html and JUDGE in html  # the judge is in the heatmap
+    assert "half-line" in html and "whisker" in html
+    assert "computed <time" in html and "Download CSV" in html
+    assert 'style="' not in html  # CSP: no inline style attributes
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # and no inline scripts
+
+
+def test_the_printable_view_has_the_report_without_the_filters(client, researcher, paper_study):
+    response = page(client, researcher, "study-report-print", query="?resamples=20")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "criterion-empathy" in html and "report-filters" not in html
+
+
+def test_downloads_carry_the_filters(client, researcher, paper_study):
+    csv_response = page(
+        client, researcher, "study-report-download", file_format="csv", query="?resamples=20&criterion=safety"
+    )
+    assert csv_response.status_code == 200
+    assert csv_response["Content-Disposition"].startswith('attachment; filename="paper-report-')
+    lines = csv_response.content.decode().splitlines()
+    assert lines[0].startswith("criterion,section,statistic") and {line.split(",")[0] for line in lines[1:]} == {
+        "safety"
+    }
+    json_response = page(client, researcher, "study-report-download", file_format="json", query="?resamples=20")
+    document = json.loads(json_response.content)
+    assert document["status"] == "succeeded" and set(document["report"]["criteria"]) == {"empathy", "safety", "overall"}
+
+
+def test_the_api_answers_the_document_and_202_while_computing(client, researcher, paper_study, settings):
+    client.force_login(researcher)
+    url = reverse("api-study-report", kwargs={"slug": "paper"})
+    response = client.get(url + "?resamples=20")
+    assert response.status_code == 200 and response.json()["report"]["schema_version"] == 1
+    settings.REPORT_INLINE_MAX_ROWS = 10
+    queued = client.get(url + "?resamples=30")  # new parameters, too big to compute in the request
+    assert queued.status_code == 202
+    assert queued.json()["status"] == JobStatus.QUEUED and queued.json()["report"] is None
+    bad = client.get(url + "?from=yesterday&min_gold_accuracy=2")
+    assert bad.status_code == 400 and set(bad.json()["error"]["details"]) == {"from", "min_gold_accuracy"}
+
+
+def test_the_page_shows_a_progress_bar_while_computing(client, researcher, paper_study, settings):
+    settings.REPORT_INLINE_MAX_ROWS = 10
+    response = page(client, researcher, "study-report", query="?resamples=20")
+    html = response.content.decode()
+    assert '<progress id="report-progress-bar"' in html
+    assert 'data-status-url="/api/v1/studies/paper/report?resamples=20"' in html
+    assert "js/reports.js" in html
+    # Meanwhile the last report with the same parameters is shown, marked as earlier.
+    snapshot = ReportSnapshot.objects.get(study=paper_study)
+    ReportSnapshot.objects.filter(pk=snapshot.pk).update(fingerprint="older-data")
+    from annotations.services.reports import report_snapshot_compute
+
+    report_snapshot_compute(snapshot_id=snapshot.pk)
+    html = page(client, researcher, "study-report", query="?resamples=20").content.decode()
+    assert "Last report, for earlier data" in html and '<progress id="report-progress-bar"' in html
+
+
+NAMES = [
+    ("study-report", {}),
+    ("study-report-print", {}),
+    ("study-report-download", {"file_format": "csv"}),
+    ("study-report-download", {"file_format": "json"}),
+]
+API_NAMES = ["api-study-report", "api-study-report-csv"]
+
+
+def test_other_researchers_and_clinicians_get_404(client, paper_study, other_researcher, clinician, other_clinician):
+    # `clinician` is a member of the study: rating in it must never open its reports.
+    for user in (other_researcher, clinician, other_clinician):
+        for name, kwargs in NAMES:
+            assert page(client, user, name, query="?resamples=0", **kwargs).status_code == 404, (user, name)
+        for name in API_NAMES:
+            assert page(client, user, name, query="?resamples=0").status_code == 404, (user, name)
+    assert not ReportSnapshot.objects.exists()  # nothing was computed for them
+
+
+def test_anonymous_users_are_sent_to_log_in(client, paper_study):
+    assert client.get(reverse("study-report", kwargs={"slug": "paper"})).status_code == 302
+    assert client.get(reverse("api-study-report", kwargs={"slug": "paper"})).status_code == 401
