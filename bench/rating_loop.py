@@ -119,6 +119,11 @@ def create_study(slug: str, prompts: int, clinicians: list[str], overlap_k: int)
     import_study_file(study=study, stream=io.BytesIO(data), filename="bench.jsonl", actor=owner)
     comparisons_build(study=study, actor=owner)
     study_open(study=study, actor=owner)
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # fresh tables: give the planner statistics, as autovacuum would
     user_model = get_user_model()
     for name in clinicians:
         user = user_model.objects.filter(username=name).first()

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from annotations.api.studies import api_study
 from annotations.models import JobStatus
-from annotations.services.reports import report_csv, report_document, report_params_parse, report_request
+from annotations.services.reports import report_csv, report_document, report_params_from_query, report_request
 
 REPORT_PARAMETERS = [
     OpenApiParameter("criterion", str, many=True, description="criterion key; repeat for several (default: all)"),
@@ -29,15 +29,7 @@ REPORT_PARAMETERS = [
 def _params(request: Request):
     query = request.query_params
     try:
-        return report_params_parse(
-            criteria=query.getlist("criterion"),
-            raters=query.getlist("rater"),
-            date_from=query.get("from"),
-            date_to=query.get("to"),
-            min_gold_accuracy=query.get("min_gold_accuracy"),
-            n_resamples=query.get("resamples"),
-            seed=query.get("seed"),
-        )
+        return report_params_from_query(query)
     except DjangoValidationError as exc:
         raise ValidationError(exc.message_dict) from None
 

@@ -5,6 +5,7 @@ Clinician endpoints return only what the pair page shows: opaque labels, display
 
 import uuid
 
+import rules
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -45,15 +46,16 @@ class Conflict(APIException):
 
 def _clinician_study(request: Request, slug: str) -> Study:
     study = Study.objects.filter(slug=slug).first()
-    if study is None or not request.user.has_perm("annotations.rate_in_study", study):
+    if study is None or not rules.has_perm("annotations.rate_in_study", request.user, study):
         raise Http404
     return study
 
 
 def _own_assignment(request: Request, public_id: uuid.UUID, *, with_content: bool = False) -> Assignment:
+    # rules.has_perm, not user.has_perm: Django grants a superuser every permission, and admins must never rate.
     queryset = Assignment.objects.select_related(*(PAIR_RELATED if with_content else ("study",)))
     assignment = queryset.filter(public_id=public_id, rater__user=request.user).first()
-    if assignment is None or not request.user.has_perm("annotations.rate_in_study", assignment.study):
+    if assignment is None or not rules.has_perm("annotations.rate_in_study", request.user, assignment.study):
         raise Http404
     return assignment
 

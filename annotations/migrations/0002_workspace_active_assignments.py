@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="comparison",
             index=models.Index(
-                fields=["study", "is_gold", "excluded", "active_assignments"], name="comparison_pool_idx"
+                fields=["study", "is_gold", "excluded", "-active_assignments", "id"], name="comparison_pool_idx"
             ),
         ),
     ]

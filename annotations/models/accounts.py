@@ -18,6 +18,9 @@ class Profile(models.Model):
     years_of_practice = models.PositiveSmallIntegerField(null=True, blank=True)
     specialties = models.JSONField(default=list, blank=True)
 
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
 
 def _invitation_token() -> str:
     return secrets.token_urlsafe(32)
@@ -32,3 +35,6 @@ class Invitation(models.Model):
     accepted_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"invitation for {self.email} ({self.role})"

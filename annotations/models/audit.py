@@ -17,6 +17,9 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action}"
+
     def save(self, *args, **kwargs) -> None:
         if self.pk is not None:
             raise ValueError("AuditEvent rows are append-only.")

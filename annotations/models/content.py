@@ -85,9 +85,15 @@ class Comparison(models.Model):
         ]
         indexes = [
             models.Index(fields=["study", "excluded"]),
-            models.Index(fields=["study", "is_gold", "excluded", "active_assignments"], name="comparison_pool_idx"),
+            # The claim's scan order (most started first, then oldest): LIMIT 1 stops at the first row it may take.
+            models.Index(
+                fields=["study", "is_gold", "excluded", "-active_assignments", "id"], name="comparison_pool_idx"
+            ),
         ]
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"comparison {self.pk}"
 
 
 class ScreeningHit(models.Model):
@@ -106,3 +112,6 @@ class ScreeningHit(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["response", "term"], name="screening_hit_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.term!r} in response {self.response_id}"

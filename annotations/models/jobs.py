@@ -38,6 +38,9 @@ class PreferenceExport(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"export {self.public_id} ({self.format})"
+
 
 class TrainingJob(models.Model):
     class Kind(models.TextChoices):
@@ -79,6 +82,9 @@ class TrainingJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.public_id}"
+
 
 class TrainingMetric(models.Model):
     job = models.ForeignKey(TrainingJob, on_delete=models.CASCADE, related_name="metrics")
@@ -89,6 +95,9 @@ class TrainingMetric(models.Model):
 
     class Meta:
         ordering = ["step", "id"]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} step {self.step}"
 
 
 class ReportSnapshot(models.Model):
@@ -107,3 +116,6 @@ class ReportSnapshot(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "fingerprint"], name="report_fingerprint_unique")]
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"report {self.fingerprint[:12]} ({self.status})"

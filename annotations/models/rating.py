@@ -77,6 +77,9 @@ class Assignment(models.Model):
             models.Index(fields=["comparison", "status"]),
         ]
 
+    def __str__(self) -> str:
+        return f"assignment {self.public_id}"
+
 
 class Rating(models.Model):
     """One criterion of one assignment, in canonical orientation (negative favours response_first)."""
@@ -91,6 +94,9 @@ class Rating(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["assignment", "criterion"], name="rating_unique")]
+
+    def __str__(self) -> str:
+        return f"rating {self.pk} ({self.value:+d})"
 
 
 class Judge(models.Model):
@@ -127,3 +133,6 @@ class Judgment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["judge", "comparison", "criterion"], name="judgment_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"judgment {self.pk} ({self.value:+d})"

@@ -84,6 +84,9 @@ class StudyCriterion(models.Model):
             models.UniqueConstraint(fields=["study", "position"], name="study_criterion_position_unique"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.study_id}#{self.position}: {self.criterion_id}"
+
 
 class StudyMembership(models.Model):
     class Role(models.TextChoices):
@@ -99,3 +102,6 @@ class StudyMembership(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.study_id} ({self.role})"

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -30,6 +30,9 @@ from annotations.selectors_reports import (
 )
 from annotations.stats import compute_report
 from annotations.stats.report import REPORT_SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from django.http import QueryDict
 
 logger = logging.getLogger(__name__)
 
@@ -409,6 +412,19 @@ def report_csv(report: dict[str, Any]) -> str:
 MAX_RESAMPLES = 10_000
 
 
+def report_params_from_query(query: QueryDict) -> ReportParams:
+    """Report parameters from a page's or the API's query string (the same names in both)."""
+    return report_params_parse(
+        criteria=query.getlist("criterion"),
+        raters=query.getlist("rater"),
+        date_from=query.get("from"),
+        date_to=query.get("to"),
+        min_gold_accuracy=query.get("min_gold_accuracy"),
+        n_resamples=query.get("resamples"),
+        seed=query.get("seed"),
+    )
+
+
 def report_params_parse(
     *,
     criteria: list[str] | tuple[str, ...] = (),
@@ -435,6 +451,9 @@ def report_params_parse(
             errors[name] = "Expected a date as YYYY-MM-DD."
             return None
 
+    for name, labels in (("criterion", criteria), ("rater", raters)):
+        if any("\x00" in label for label in labels):
+            errors[name] = "Labels cannot contain NUL characters."
     start, end = parse_date("from", date_from), parse_date("to", date_to)
     if start and end and start > end:
         errors["to"] = "The end date is before the start date."

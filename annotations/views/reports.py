@@ -20,7 +20,7 @@ from annotations.services.reports import (
     report_csv,
     report_document,
     report_latest_computed,
-    report_params_parse,
+    report_params_from_query,
     report_request,
     shares_table,
 )
@@ -50,15 +50,7 @@ JUDGE_FIGURES = [
 
 
 def params_from_query(query: QueryDict) -> ReportParams:
-    return report_params_parse(
-        criteria=query.getlist("criterion"),
-        raters=query.getlist("rater"),
-        date_from=query.get("from"),
-        date_to=query.get("to"),
-        min_gold_accuracy=query.get("min_gold_accuracy"),
-        n_resamples=query.get("resamples"),
-        seed=query.get("seed"),
-    )
+    return report_params_from_query(query)
 
 
 def filter_query(query: QueryDict) -> str:

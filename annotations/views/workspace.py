@@ -9,6 +9,7 @@ import json
 import uuid
 from typing import Any
 
+import rules
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -37,16 +38,17 @@ PAIR_RELATED = ("study", "comparison__prompt", "comparison__response_first", "co
 
 def own_assignment(request: HttpRequest, public_id: uuid.UUID, *, with_content: bool = False) -> Assignment:
     """The requesting clinician's assignment, if they are still a clinician member of its study; else 404."""
+    # rules.has_perm, not user.has_perm: Django grants a superuser every permission, and admins must never rate.
     queryset = Assignment.objects.select_related(*(PAIR_RELATED if with_content else ("study",)))
     assignment = queryset.filter(public_id=public_id, rater__user=request.user).first()
-    if assignment is None or not request.user.has_perm("annotations.rate_in_study", assignment.study):
+    if assignment is None or not rules.has_perm("annotations.rate_in_study", request.user, assignment.study):
         raise Http404("No such pair.")
     return assignment
 
 
 def clinician_study(request: HttpRequest, slug: str) -> Study:
     study = Study.objects.filter(slug=slug).first()
-    if study is None or not request.user.has_perm("annotations.rate_in_study", study):
+    if study is None or not rules.has_perm("annotations.rate_in_study", request.user, study):
         raise Http404("No such study.")
     return study
 

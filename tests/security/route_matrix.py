@@ -101,6 +101,18 @@ ADMIN_API_READ = expect(
 ANY_USER_API = expect(
     anonymous=401, other_clinician=200, clinician=200, other_researcher=200, researcher=200, admin=200
 )
+# A clinician workspace page (or autosave) of clinician's own pair or study in s1: no one else reaches it.
+CLINICIAN_PAGE = expect(
+    anonymous=302, other_clinician=404, clinician=200, other_researcher=404, researcher=404, admin=404
+)
+# A clinician workspace form post on clinician's own pair in s1: it redirects on (next pair, home or done).
+CLINICIAN_FORM_POST = expect(
+    anonymous=302, other_clinician=404, clinician=302, other_researcher=404, researcher=404, admin=404
+)
+# The clinician API on clinician's own pair or study in s1.
+CLINICIAN_API = expect(
+    anonymous=401, other_clinician=404, clinician=200, other_researcher=404, researcher=404, admin=404
+)
 
 
 ROUTES: dict[str, list[Check] | Skip] = {
@@ -373,6 +385,174 @@ ROUTES: dict[str, list[Check] | Skip] = {
             ),
         )
     ],
+    # --- clinician workspace (annotations/views/workspace.py, annotations/api/workspace.py) ------------------
+    # Only a clinician member of the study reaches it, and only their own assignments: another clinician's pair,
+    # and every pair for researchers and admins (who have no rater), is 404. s1 is a draft unless a check opens it.
+    "workspace-home": [
+        Check(
+            # Not a clinician account: 403 (there is nothing of theirs to show, and no study is named).
+            expect=expect(
+                anonymous=302, other_clinician=200, clinician=200, other_researcher=403, researcher=403, admin=403
+            )
+        )
+    ],
+    "workspace-next": [
+        Check(
+            method="post",
+            kwargs=lambda w: _open_s1(w) or s1(w),
+            # The clinician is sent on to their pair (a redirect); nobody else may rate in s1.
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=302, other_researcher=404, researcher=404, admin=404
+            ),
+        )
+    ],
+    "workspace-done": [Check(kwargs=s1, expect=CLINICIAN_PAGE)],
+    "workspace-pair": [
+        Check(kwargs=lambda w: {"public_id": w.assignment.public_id}, expect=CLINICIAN_PAGE),
+        # other_clinician's pair in s2: theirs alone.
+        Check(
+            kwargs=lambda w: {"public_id": w.other_assignment.public_id},
+            expect=expect(
+                anonymous=302, other_clinician=200, clinician=404, other_researcher=404, researcher=404, admin=404
+            ),
+        ),
+    ],
+    "workspace-submit": [
+        Check(
+            method="post",
+            kwargs=lambda w: _own_pair(w),
+            data=lambda w: {f"v_{key}": 1 for key in _criterion_keys(w)},
+            expect=CLINICIAN_FORM_POST,
+        ),
+        # The same page revises the submitted pair.
+        Check(
+            method="post",
+            kwargs=lambda w: _own_pair(w, submitted=True),
+            data=lambda w: {"mode": "revise", **{f"v_{key}": -1 for key in _criterion_keys(w)}},
+            expect=CLINICIAN_FORM_POST,
+        ),
+    ],
+    "workspace-skip": [
+        Check(
+            method="post",
+            kwargs=lambda w: _own_pair(w),
+            data={"skip_reason": "conflict-of-interest"},
+            expect=CLINICIAN_FORM_POST,
+        )
+    ],
+    "workspace-draft": [
+        Check(
+            method="post",
+            kwargs=lambda w: _own_pair(w),
+            data=lambda w: {"draft": _compact_json({"values": {key: 1 for key in _criterion_keys(w)}})},
+            expect=CLINICIAN_PAGE,
+        )
+    ],
+    "workspace-feedback": [Check(kwargs=lambda w: _calibration_pair(w), expect=CLINICIAN_PAGE)],
+    "api-workspace-next": [
+        # s1 is still a draft: nothing to hand out (204).
+        Check(
+            method="post",
+            kwargs=s1,
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=204, other_researcher=404, researcher=404, admin=404
+            ),
+        ),
+        # Open: the clinician gets their leased pair back.
+        Check(method="post", kwargs=lambda w: _open_s1(w) or s1(w), expect=CLINICIAN_API),
+    ],
+    "api-workspace-pair": [
+        Check(kwargs=lambda w: {"public_id": w.assignment.public_id}, expect=CLINICIAN_API),
+        Check(
+            kwargs=lambda w: {"public_id": w.other_assignment.public_id},
+            expect=expect(
+                anonymous=401, other_clinician=200, clinician=404, other_researcher=404, researcher=404, admin=404
+            ),
+        ),
+    ],
+    "api-workspace-submit": [
+        Check(
+            method="post",
+            kwargs=lambda w: _own_pair(w),
+            data=lambda w: {"values": {key: 1 for key in _criterion_keys(w)}},
+            expect=CLINICIAN_API,
+        )
+    ],
+    "api-workspace-revise": [
+        Check(
+            method="post",
+            kwargs=lambda w: _own_pair(w, submitted=True),
+            data=lambda w: {"values": {key: -1 for key in _criterion_keys(w)}},
+            expect=CLINICIAN_API,
+        )
+    ],
+    "api-workspace-skip": [
+        Check(
+            method="post",
+            kwargs=lambda w: _own_pair(w),
+            data={"reason": "Conflict of interest."},
+            expect=CLINICIAN_API,
+        )
+    ],
+    "api-workspace-draft": [
+        Check(
+            method="put",
+            kwargs=lambda w: _own_pair(w),
+            data=lambda w: {"draft": {"values": {key: 1 for key in _criterion_keys(w)}}, "total_seconds": 5},
+            expect=CLINICIAN_API,
+        )
+    ],
+    # --- rating progress for researchers (annotations/views/study_progress.py, annotations/api/workspace.py) ---
+    "study-progress": [Check(kwargs=s1, expect=STUDY_PAGE)],
+    "study-clinician-add": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data=lambda w: {"username": w.other_clinician.username, "quota": 5},
+            expect=STUDY_FORM_POST,
+        )
+    ],
+    "study-leases-expire": [Check(method="post", kwargs=s1, expect=STUDY_FORM_POST)],
+    "study-gold-mark": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data=lambda w: {
+                "comparison": w.comparison.pk,
+                "expected": _compact_json({key: 1 for key in _criterion_keys(w)}),
+            },
+            expect=STUDY_FORM_POST,
+        )
+    ],
+    "study-workspace-settings": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"overlap_k": 2, "lease_minutes": 30, "calibration_size": 0, "gold_rate": 0, "rationale_mode": "none"},
+            expect=STUDY_FORM_POST,
+        )
+    ],
+    "api-study-progress": [Check(kwargs=s1, expect=STUDY_API_READ)],
+    "api-study-gold": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data=lambda w: {"comparison": w.comparison.pk, "expected": {key: 1 for key in _criterion_keys(w)}},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200
+            ),
+        )
+    ],
+    "api-study-clinicians": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data=lambda w: {"username": w.other_clinician.username, "quota": 5},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=201
+            ),
+        )
+    ],
 }
 
 
@@ -409,3 +589,61 @@ def _job_kwargs(w, status: str) -> dict[str, Any]:
             study=w.study, kind="dpo", criterion_key=f"matrix-{status}", status=status, artifacts_path=str(folder)
         )
     return {"slug": w.study.slug, "public_id": job.public_id}
+
+
+def _criterion_keys(w) -> list[str]:
+    from annotations.services.studies import study_criteria
+
+    return [criterion.key for criterion in study_criteria(w.study)]
+
+
+def _compact_json(value) -> str:
+    # Form bodies in the matrix are not URL-encoded, so keep JSON free of spaces.
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _open_s1(w) -> None:
+    from annotations.models import Study
+
+    Study.objects.filter(pk=w.study.pk).update(status=Study.Status.OPEN)
+
+
+def _own_pair(w, *, submitted: bool = False) -> dict[str, Any]:
+    """The clinician's leased pair in s1, with s1 open so it can be rated; submitted first when asked."""
+    from annotations.models import Assignment
+    from annotations.services.rating import RatingInput, rating_submit
+
+    _open_s1(w)
+    if submitted:
+        assignment = Assignment.objects.select_related("study").get(pk=w.assignment.pk)
+        values = {key: 1 for key in _criterion_keys(w)}
+        rating_submit(assignment=assignment, rater=w.clinician.rater, data=RatingInput(values=values))
+    return {"public_id": w.assignment.public_id}
+
+
+def _calibration_pair(w) -> dict[str, Any]:
+    """A calibration pair of s1 the clinician has submitted: the one kind of pair with a feedback page."""
+    from django.utils import timezone
+
+    from annotations.models import Assignment, Comparison, Rating
+    from annotations.services.studies import study_criteria
+    from tests.security.conftest import _pair
+
+    comparison = _pair(w.study, "s1-calibration")
+    criteria = study_criteria(w.study)
+    Comparison.objects.filter(pk=comparison.pk).update(
+        is_gold=True, gold_expected={criterion.key: 1 for criterion in criteria}
+    )
+    assignment = Assignment.objects.create(
+        study=w.study,
+        comparison=comparison,
+        rater=w.clinician.rater,
+        purpose=Assignment.Purpose.CALIBRATION,
+        status=Assignment.Status.SUBMITTED,
+        left_is_first=True,
+        submitted_at=timezone.now(),
+    )
+    Rating.objects.bulk_create([Rating(assignment=assignment, criterion=criterion, value=-1) for criterion in criteria])
+    return {"public_id": assignment.public_id}

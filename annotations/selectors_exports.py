@@ -1,0 +1,225 @@
+"""Reads for preference exports: the study's comparisons with their votes, streamed as ComparisonRecords.
+
+One SQL statement returns one row per comparison (prompt, both responses with their systems, and the votes
+aggregated into a JSON array by PostgreSQL), ordered by comparison id, read through a server-side cursor in
+chunks: memory stays flat however large the study is. `export_records_sql` is that statement, so the
+benchmark can time PostgreSQL's own `COPY (<the same SELECT>) TO STDOUT` against the export.
+
+All reads of one export happen in one transaction (REPEATABLE READ on PostgreSQL when it is the outermost
+one), so the count, the "data as of" time and the records describe the same data.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+
+from annotations.exporting import ComparisonRecord, Message, ResponseRecord, VoteRecord
+from annotations.models import (
+    Assignment,
+    Comparison,
+    Criterion,
+    Judge,
+    Judgment,
+    Prompt,
+    Rater,
+    Rating,
+    Response,
+    System,
+)
+from annotations.selectors_reports import REPORTED_PURPOSES
+
+CHUNK_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class ExportQuery:
+    """What an export reads. `criterion_ids` are the study's Criterion rows (the rubric versions) exported.
+
+    systems: only comparisons whose two responses both come from these systems (empty: all).
+    submitted_before: only ratings submitted, and judgments stored, before this time (None: all).
+    exclude_gold_items: leave out comparisons marked as gold items.
+    """
+
+    study_id: int
+    criterion_ids: tuple[int, ...]
+    include_judges: bool = False
+    systems: tuple[str, ...] = ()
+    submitted_before: datetime.datetime | None = None
+    exclude_gold_items: bool = False
+
+
+def _t(model: Any) -> str:
+    return model._meta.db_table
+
+
+def _vote_sources(query: ExportQuery) -> tuple[str, list[Any]]:
+    """The votes of one comparison (correlated on c.id): clinicians' and external raters' ratings, and the
+    judges' judgments when they count. Each vote is [criterion key, rater key, is_judge, value, flag]."""
+    rater_key = "rt.kind || ':' || rt.label"
+    ratings = f"""
+        SELECT cr.key AS criterion, {rater_key} AS rater, false AS is_judge, r.value AS value,
+               a.both_unacceptable AS flagged
+        FROM {_t(Assignment)} a
+        JOIN {_t(Rating)} r ON r.assignment_id = a.id
+        JOIN {_t(Rater)} rt ON rt.id = a.rater_id
+        JOIN {_t(Criterion)} cr ON cr.id = r.criterion_id
+        WHERE a.comparison_id = c.id AND a.status = %s AND a.purpose IN ({", ".join(["%s"] * len(REPORTED_PURPOSES))})
+          AND r.criterion_id IN ({", ".join(["%s"] * len(query.criterion_ids))})"""
+    params: list[Any] = [Assignment.Status.SUBMITTED, *REPORTED_PURPOSES, *query.criterion_ids]
+    if query.submitted_before is not None:
+        ratings += " AND a.submitted_at < %s"
+        params.append(query.submitted_before)
+    if not query.include_judges:
+        return ratings, params
+    judgments = f"""
+        SELECT cr.key, {rater_key}, true, j.value, j.both_unacceptable
+        FROM {_t(Judgment)} j
+        JOIN {_t(Judge)} jd ON jd.id = j.judge_id
+        JOIN {_t(Rater)} rt ON rt.id = jd.rater_id
+        JOIN {_t(Criterion)} cr ON cr.id = j.criterion_id
+        WHERE j.comparison_id = c.id AND j.criterion_id IN ({", ".join(["%s"] * len(query.criterion_ids))})"""
+    params += list(query.criterion_ids)
+    if query.submitted_before is not None:
+        judgments += " AND j.created_at < %s"
+        params.append(query.submitted_before)
+    return f"{ratings}\n        UNION ALL{judgments}", params
+
+
+def _comparison_filter(query: ExportQuery) -> tuple[str, list[Any]]:
+    where = "c.study_id = %s AND c.excluded = false"
+    params: list[Any] = [query.study_id]
+    if query.exclude_gold_items:
+        where += " AND c.is_gold = false"
+    if query.systems:
+        marks = ", ".join(["%s"] * len(query.systems))
+        where += f" AND sf.name IN ({marks}) AND ss.name IN ({marks})"
+        params += [*query.systems, *query.systems]
+    return where, params
+
+
+def export_records_sql(query: ExportQuery) -> tuple[str, list[Any]]:
+    """The one SELECT an export streams: a row per comparison with at least one vote, ordered by id.
+
+    Columns: comparison id, prompt external id, prompt messages (JSON text), first response id, content,
+    system name, second response id, content, system name, votes (JSON text). Votes are sorted by
+    criterion, then rater, so the same data always gives the same record.
+    """
+    votes, vote_params = _vote_sources(query)
+    where, where_params = _comparison_filter(query)
+    sql = f"""
+SELECT c.id, p.external_id, p.messages::text, rf.id, rf.content, sf.name, rs.id, rs.content, ss.name, v.votes
+FROM {_t(Comparison)} c
+JOIN {_t(Prompt)} p ON p.id = c.prompt_id
+JOIN {_t(Response)} rf ON rf.id = c.response_first_id
+JOIN {_t(System)} sf ON sf.id = rf.system_id
+JOIN {_t(Response)} rs ON rs.id = c.response_second_id
+JOIN {_t(System)} ss ON ss.id = rs.system_id
+JOIN LATERAL (
+    SELECT json_agg(json_build_array(x.criterion, x.rater, x.is_judge, x.value, x.flagged)
+                    ORDER BY x.criterion, x.is_judge, x.rater)::text AS votes
+    FROM ({votes}
+    ) x
+) v ON v.votes IS NOT NULL
+WHERE {where}
+ORDER BY c.id"""
+    # The lateral subquery's parameters come before the WHERE clause's, in text order.
+    return sql, [*vote_params, *where_params]
+
+
+def _record(row: tuple[Any, ...]) -> ComparisonRecord:
+    comparison_id, prompt_id, messages, first_id, first_content, first_system = row[:6]
+    second_id, second_content, second_system, votes = row[6:]
+    return ComparisonRecord(
+        comparison_id=str(comparison_id),
+        prompt_id=prompt_id,
+        prompt=tuple(Message(role=m["role"], content=m["content"]) for m in json.loads(messages)),
+        first=ResponseRecord(response_id=str(first_id), content=first_content, system=first_system),
+        second=ResponseRecord(response_id=str(second_id), content=second_content, system=second_system),
+        votes=tuple(
+            VoteRecord(criterion=k, rater=r, is_judge=j, value=v, both_unacceptable=u)
+            for k, r, j, v, u in json.loads(votes)
+        ),
+    )
+
+
+class ExportReader:
+    """Reads of one export inside one transaction; get one from `export_reader`."""
+
+    def __init__(self, query: ExportQuery) -> None:
+        self.query = query
+
+    def comparisons_count(self) -> int:
+        """How many records `records()` will yield (for the progress bar)."""
+        sql, params = export_records_sql(self.query)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM ({sql}) counted", params)  # noqa: S608 (built from constants)
+            return int(cursor.fetchone()[0])
+
+    def data_as_of(self) -> datetime.datetime | None:
+        """The newest change among the votes read: the latest rating edit or submission, or judgment.
+
+        Used as the manifest's created_at, so the same data always gives the same bytes."""
+        ratings = Rating.objects.filter(
+            assignment__study_id=self.query.study_id,
+            assignment__status=Assignment.Status.SUBMITTED,
+            assignment__purpose__in=REPORTED_PURPOSES,
+            assignment__comparison__excluded=False,
+            criterion_id__in=self.query.criterion_ids,
+        )
+        if self.query.submitted_before is not None:
+            ratings = ratings.filter(assignment__submitted_at__lt=self.query.submitted_before)
+        times = [
+            ratings.order_by("-updated_at").values_list("updated_at", flat=True).first(),
+            ratings.order_by("-assignment__submitted_at").values_list("assignment__submitted_at", flat=True).first(),
+        ]
+        if self.query.include_judges:
+            judgments = Judgment.objects.filter(
+                comparison__study_id=self.query.study_id,
+                comparison__excluded=False,
+                criterion_id__in=self.query.criterion_ids,
+            )
+            if self.query.submitted_before is not None:
+                judgments = judgments.filter(created_at__lt=self.query.submitted_before)
+            times.append(judgments.order_by("-created_at").values_list("created_at", flat=True).first())
+        known = [t for t in times if t is not None]
+        return max(known) if known else None
+
+    def prompt_strata(self, meta_key: str) -> dict[str, str]:
+        """Prompt external id -> its `meta[meta_key]` as text ("" when missing): one entry per prompt."""
+        prompts = Prompt.objects.filter(study_id=self.query.study_id).values_list("external_id", "meta")
+        return {
+            external_id: str((meta or {}).get(meta_key, ""))
+            for external_id, meta in prompts.iterator(chunk_size=CHUNK_ROWS)
+        }
+
+    def records(self, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[ComparisonRecord]:
+        """The records in comparison id order, fetched chunk_rows at a time from a server-side cursor."""
+        sql, params = export_records_sql(self.query)
+        # A named cursor: PostgreSQL sends chunk_rows rows per round trip, never the whole result.
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(chunk_rows):
+                for row in rows:
+                    yield _record(row)
+
+
+@contextmanager
+def export_reader(query: ExportQuery) -> Iterator[ExportReader]:
+    """An ExportReader whose reads share one transaction and, on PostgreSQL, one snapshot.
+
+    Inside the transaction the named cursor is not WITH HOLD, so PostgreSQL streams it instead of
+    materialising the whole result first."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield ExportReader(query)
+
