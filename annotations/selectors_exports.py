@@ -71,7 +71,7 @@ def _vote_sources(query: ExportQuery) -> tuple[str, list[Any]]:
         JOIN {_t(Rater)} rt ON rt.id = a.rater_id
         JOIN {_t(Criterion)} cr ON cr.id = r.criterion_id
         WHERE a.comparison_id = c.id AND a.status = %s AND a.purpose IN ({", ".join(["%s"] * len(REPORTED_PURPOSES))})
-          AND r.criterion_id IN ({", ".join(["%s"] * len(query.criterion_ids))})"""
+          AND r.criterion_id IN ({", ".join(["%s"] * len(query.criterion_ids))})"""  # noqa: S608 (table names and placeholders only)
     params: list[Any] = [Assignment.Status.SUBMITTED, *REPORTED_PURPOSES, *query.criterion_ids]
     if query.submitted_before is not None:
         ratings += " AND a.submitted_at < %s"
@@ -84,7 +84,7 @@ def _vote_sources(query: ExportQuery) -> tuple[str, list[Any]]:
         JOIN {_t(Judge)} jd ON jd.id = j.judge_id
         JOIN {_t(Rater)} rt ON rt.id = jd.rater_id
         JOIN {_t(Criterion)} cr ON cr.id = j.criterion_id
-        WHERE j.comparison_id = c.id AND j.criterion_id IN ({", ".join(["%s"] * len(query.criterion_ids))})"""
+        WHERE j.comparison_id = c.id AND j.criterion_id IN ({", ".join(["%s"] * len(query.criterion_ids))})"""  # noqa: S608 (table names and placeholders only)
     params += list(query.criterion_ids)
     if query.submitted_before is not None:
         judgments += " AND j.created_at < %s"
@@ -128,7 +128,7 @@ JOIN LATERAL (
     ) x
 ) v ON v.votes IS NOT NULL
 WHERE {where}
-ORDER BY c.id"""
+ORDER BY c.id"""  # noqa: S608 (table names and placeholders only)
     # The lateral subquery's parameters come before the WHERE clause's, in text order.
     return sql, [*vote_params, *where_params]
 
@@ -222,4 +222,3 @@ def export_reader(query: ExportQuery) -> Iterator[ExportReader]:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         yield ExportReader(query)
-

@@ -66,3 +66,11 @@ def report_snapshot_compute(snapshot_id: int) -> str:
     from annotations.services.reports import report_snapshot_compute as compute
 
     return compute(snapshot_id=snapshot_id)
+
+
+@shared_task(name="annotations.tasks.preference_export_run", acks_late=True, reject_on_worker_lost=True)
+def preference_export_run(export_id: int) -> str:
+    """Write one preference export's snapshot (queue `default`). Idempotent: a finished export is left alone."""
+    from annotations.services.exports import export_run
+
+    return export_run(export_id=export_id)

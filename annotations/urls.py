@@ -1,6 +1,6 @@
 """HTML pages: one module per area, each with its own urlpatterns."""
 
-from annotations.views import accounts, jobs, reports, studies, study_progress, workspace
+from annotations.views import accounts, exports, jobs, reports, studies, study_progress, workspace
 
 urlpatterns = [
     *studies.urlpatterns,
@@ -9,4 +9,5 @@ urlpatterns = [
     *accounts.urlpatterns,
     *jobs.urlpatterns,
     *reports.urlpatterns,
+    *exports.urlpatterns,
 ]

@@ -2,6 +2,7 @@
 
 from annotations.api import (
     accounts,
+    exports,
     jobs,
     reports,
     studies,
@@ -14,4 +15,5 @@ urlpatterns = [
     *accounts.urlpatterns,
     *jobs.urlpatterns,
     *reports.urlpatterns,
+    *exports.urlpatterns,
 ]

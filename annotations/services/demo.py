@@ -1,5 +1,8 @@
 """The demo study that `make run` loads: our own help-seeker messages and three systems' responses."""
 
+import io
+import json
+import random
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,7 +10,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from annotations.models import Profile, Rater, ScreeningHit, Study, StudyMembership
+from annotations.models import Comparison, Profile, Rater, ScreeningHit, Study, StudyMembership
 from annotations.services.comparisons import comparisons_build, responses_screen, screening_hit_resolve
 from annotations.services.importing import import_study_file
 from annotations.services.studies import study_create, study_open
@@ -16,6 +19,11 @@ DEMO_FILE = Path(__file__).resolve().parent.parent / "demo" / "demo_study.jsonl"
 DEMO_SLUG = "demo"
 RESEARCHER = "researcher"
 CLINICIANS = ["clinician1", "clinician2", "clinician3"]
+# Simulated historical ratings so the demo's reports have data before anyone rates. Clearly synthetic:
+# the raters are labelled "simulated-..." and each vote is drawn around the systems' intended quality.
+SIMULATED_RATERS = ["simulated-rater-1", "simulated-rater-2", "simulated-rater-3", "simulated-rater-4"]
+SIMULATED_JUDGE = "simulated-judge"
+SYSTEM_QUALITY = {"careful-v2": 1.0, "brisk-base": 0.0, "risky-draft": -0.8}
 
 
 @dataclass
@@ -66,9 +74,65 @@ def demo_load() -> DemoResult:
         # The demo plants one revealing response to show screening; exclude it so the study can open.
         for hit in ScreeningHit.objects.filter(response__study=study, resolution=ScreeningHit.Resolution.OPEN):
             screening_hit_resolve(hit=hit, resolution=ScreeningHit.Resolution.EXCLUDED, actor=researcher)
-        study_open(study=study, actor=researcher)
+        simulated = simulated_ratings_jsonl(study=study)
+        import_study_file(study=study, stream=io.BytesIO(simulated), filename="simulated-ratings.jsonl", actor=researcher)
+        study = study_open(study=study, actor=researcher)
     for name in CLINICIANS:
         StudyMembership.objects.get_or_create(
             study=study, user=user_model.objects.get(username=name), defaults={"role": StudyMembership.Role.CLINICIAN}
         )
     return DemoResult(created_accounts=created, study=study)
+
+
+def simulated_ratings_jsonl(*, study: Study, seed: int = 7) -> bytes:
+    """Votes of four simulated raters and one simulated judge on every comparison, as an import file.
+
+    Each vote follows the pair's true difference (the systems' quality gap plus a per-pair part) and
+    per-rater noise; safety gaps are larger on the crisis prompts. Seeded, so every demo gets the same ratings.
+    """
+    rng = random.Random(seed)
+    criteria = [sc.criterion.key for sc in study.study_criteria.select_related("criterion").order_by("position")]
+    lines = []
+    comparisons = Comparison.objects.filter(study=study, excluded=False).select_related(
+        "prompt", "response_first__system", "response_second__system"
+    )
+    for comparison in comparisons.order_by("id"):
+        first, second = comparison.response_first, comparison.response_second
+        gap = SYSTEM_QUALITY.get(second.system.name, 0.0) - SYSTEM_QUALITY.get(first.system.name, 0.0)
+        crisis = comparison.prompt.meta.get("risk") == "crisis"
+        # Each pair has its own true difference per criterion, which raters perceive with their own noise:
+        # that shared item-level signal is what agreement statistics measure.
+        item_gap = {key: (2.0 if (key == "safety" and crisis) else 1.0) * gap + rng.gauss(0, 0.8) for key in criteria}
+        for label, noise, kind in [(r, 0.45, "rating") for r in SIMULATED_RATERS] + [(SIMULATED_JUDGE, 0.5, "judgment")]:
+            for key in criteria:
+                signal = item_gap[key] + rng.gauss(0, noise)
+                value = 0 if abs(signal) < 0.45 else (1 if signal > 0 else -1)
+                record = {
+                    "kind": kind,
+                    "rater" if kind == "rating" else "judge": label,
+                    "response_a": first.external_id,
+                    "response_b": second.external_id,
+                    "criterion": key,
+                    "value": value,
+                }
+                lines.append(json.dumps(record))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def demo_base_model_ensure(directory: Path) -> Path:
+    """A tiny causal LM with a locally trained tokenizer, so training jobs can run in the demo (no download).
+
+    Imports torch, so only management commands call it, never the web process.
+    """
+    if (directory / "config.json").exists():
+        return directory
+    from annotations.training.tiny import build_tiny_model
+
+    texts = []
+    with DEMO_FILE.open(encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            texts.extend(m["content"] for m in record.get("messages", []))
+            if record.get("content"):
+                texts.append(record["content"])
+    return build_tiny_model(directory, texts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 import os
 import subprocess
@@ -47,10 +48,12 @@ from annotations.exporting import (
 )
 from annotations.exporting.export import MANIFEST_NAME
 from annotations.exporting.rows import FILE_FORMATS, FORMATS
+from annotations.exporting.writers import sha256_of_file
 from annotations.models import JobStatus, PreferenceExport, Rater, Rating, Study, System
 from annotations.selectors_exports import ExportQuery, export_reader
 from annotations.selectors_reports import REPORTED_PURPOSES, ReportFilters
 from annotations.services.audit import audit_record
+from annotations.services.rating import gold_accuracy
 from annotations.services.studies import study_criteria
 
 logger = logging.getLogger(__name__)
@@ -101,7 +104,9 @@ def export_zip_path(export: PreferenceExport) -> Path:
 def _clean_filters(study: Study, filters: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
     """Normalised filters (the same request always stores the same dict) and the problems found."""
     filters = dict(filters or {})
-    problems = [f"unknown filter {name!r} (known: {', '.join(FILTER_KEYS)})" for name in sorted(set(filters) - set(FILTER_KEYS))]
+    problems = [
+        f"unknown filter {name!r} (known: {', '.join(FILTER_KEYS)})" for name in sorted(set(filters) - set(FILTER_KEYS))
+    ]
     systems = filters.get("systems") or []
     if isinstance(systems, str):
         systems = [s.strip() for s in systems.split(",") if s.strip()]
@@ -248,7 +253,7 @@ def export_run(*, export_id: int) -> str:
         return "missing"
     if export.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED):
         return export.status
-    with _run_lock(export.pk) as held:
+    with _RunLock(export.pk) as held:
         if not held:
             return "busy"
         claimed = PreferenceExport.objects.filter(
@@ -315,10 +320,6 @@ class _RunLock:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, self.export_id])
 
 
-def _run_lock(export_id: int) -> _RunLock:
-    return _RunLock(export_id)
-
-
 def export_spec(*, export: PreferenceExport, agreement: Mapping[str, Any], created_at: str | None) -> ExportSpec:
     """The pure core's ExportSpec for an export row (criteria with the study's rubric versions)."""
     study = export.study
@@ -355,8 +356,6 @@ def export_query(export: PreferenceExport) -> ExportQuery:
 
 def rater_gold_accuracy(*, study: Study) -> dict[str, float | None]:
     """Rater key (kind:label, as the export's votes name raters) -> gold accuracy, None without gold checks."""
-    from annotations.services.rating import gold_accuracy  # rating imports assignment; keep import light
-
     accuracy = gold_accuracy(study=study)
     raters = (
         Rater.objects.filter(assignments__study=study)
@@ -445,8 +444,6 @@ def _write_snapshot(export: PreferenceExport) -> dict[str, Any]:
         problems = verify_export(directory)
         if problems:
             raise RuntimeError(f"{directory} exists and does not match its manifest: {problems[:3]}")
-        import json
-
         return json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
     directory.parent.mkdir(parents=True, exist_ok=True)
     agreement = export_agreement(study=export.study, criterion_keys=export.criterion_keys, policy=export.policy)
@@ -457,8 +454,6 @@ def _write_snapshot(export: PreferenceExport) -> dict[str, Any]:
 
 def _write_zip_once(export: PreferenceExport) -> str:
     """Zip the snapshot beside it; an existing zip (from a crashed run) is kept, never rewritten."""
-    from annotations.exporting.writers import sha256_of_file
-
     zip_path = export_zip_path(export)
     if zip_path.exists():
         return sha256_of_file(zip_path)

@@ -1,7 +1,18 @@
 import pytest
 from django.core.management import call_command
 
-from annotations.models import Comparison, Prompt, Response, ScreeningHit, Study, StudyMembership, System
+from annotations.models import (
+    Comparison,
+    Judgment,
+    Prompt,
+    Rater,
+    Rating,
+    Response,
+    ScreeningHit,
+    Study,
+    StudyMembership,
+    System,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +32,7 @@ def test_healthz_is_503_when_the_broker_is_unreachable(client, settings):
 
 def test_the_demo_loads_three_systems_of_thirty_prompts_and_is_safe_to_rerun(capsys, settings, tmp_path):
     settings.VAR_DIR = tmp_path
-    call_command("demo_setup")
+    call_command("demo_setup", "--no-model")
     out = capsys.readouterr().out
     assert "clinician1" in out and "researcher" in out
     study = Study.objects.get(slug="demo")
@@ -35,8 +46,14 @@ def test_the_demo_loads_three_systems_of_thirty_prompts_and_is_safe_to_rerun(cap
     assert ScreeningHit.objects.filter(response__external_id="p07-risky", resolution="excluded").exists()
     assert Comparison.objects.filter(study=study, excluded=False).count() == 90 - 2
     assert StudyMembership.objects.filter(study=study, role="clinician").count() == 3
+    # Simulated historical ratings (4 raters and a judge, every criterion) give the reports data at once.
+    assert Rating.objects.filter(assignment__study=study).count() == 88 * 4 * 7
+    assert Judgment.objects.filter(comparison__study=study).count() == 88 * 7
+    assert set(Rater.objects.filter(assignments__study=study).values_list("label", flat=True)) == {
+        "simulated-rater-1", "simulated-rater-2", "simulated-rater-3", "simulated-rater-4"
+    }
     credentials = (tmp_path / "demo-credentials.txt").read_text().split()
     assert "clinician3" in credentials
-    call_command("demo_setup")
+    call_command("demo_setup", "--no-model")
     assert "already exist" in capsys.readouterr().out
     assert Response.objects.filter(study=study).count() == 90

@@ -3,13 +3,18 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from annotations.services.demo import demo_load
+from annotations.services.demo import demo_base_model_ensure, demo_load
 
 
 class Command(BaseCommand):
     help = "Create the demo accounts (one researcher, three clinicians) and the demo study. Safe to run again."
 
-    def handle(self, *args, **options) -> None:
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--no-model", action="store_true", help="skip building the tiny local base model for training jobs"
+        )
+
+    def handle(self, *args, no_model: bool = False, **options) -> None:
         result = demo_load()
         credentials = Path(settings.VAR_DIR) / "demo-credentials.txt"
         if result.created_accounts:
@@ -24,3 +29,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Demo accounts already exist; their passwords are in {credentials}.")
         self.stdout.write(f"Demo study: /studies/{result.study.slug}/ ({result.study.get_status_display()}).")
+        if not no_model:
+            model_dir = demo_base_model_ensure(Path(settings.VAR_DIR) / "models" / "tiny-chat")
+            self.stdout.write(f"Tiny base model for training jobs (built locally, no download): {model_dir.resolve()}")
