@@ -11,9 +11,12 @@ one), so the count, the "data as of" time and the records describe the same data
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -205,9 +208,59 @@ class ExportReader:
         # A named cursor: PostgreSQL sends chunk_rows rows per round trip, never the whole result.
         with connection.chunked_cursor() as cursor:
             cursor.execute(sql, params)
-            while rows := cursor.fetchmany(chunk_rows):
+            for rows in _fetched_ahead(lambda: cursor.fetchmany(chunk_rows)):
                 for row in rows:
                     yield _record(row)
+
+
+def _fetched_ahead(fetch: Callable[[], list[Any]], depth: int = 2) -> Iterator[list[Any]]:
+    """Yield fetch()'s chunks until an empty one, fetching the next chunk in a thread meanwhile.
+
+    PostgreSQL computes a named cursor's rows only when asked, so fetching in line would leave the server
+    idle while Python formats a chunk, and Python idle while the server computes the next: this overlaps
+    the two. At most `depth` chunks wait in the queue, so memory stays flat. Only the thread touches the
+    cursor until it has finished."""
+    chunks: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set():
+                rows = fetch()
+                while not stop.is_set():
+                    try:
+                        chunks.put(rows, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if not rows:
+                    return
+        except BaseException as error:  # noqa: BLE001 (handed to the consumer, which raises it in the export)
+            chunks.put(_FetchFailed(error))
+
+    thread = threading.Thread(target=produce, name="export-fetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            rows = chunks.get()
+            if isinstance(rows, _FetchFailed):
+                raise rows.error
+            if not rows:
+                return
+            yield rows
+    finally:
+        # The export stopped early (an error or a cancel) or finished: let the thread end before the
+        # cursor is closed.
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                chunks.get(timeout=0.1)
+        thread.join()
+
+
+@dataclass(frozen=True)
+class _FetchFailed:
+    error: BaseException
 
 
 @contextmanager

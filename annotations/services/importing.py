@@ -434,8 +434,8 @@ class _Importer:
             self.judges[label], _ = Judge.objects.get_or_create(rater=rater, defaults={"kind": Judge.Kind.IMPORTED})
         return self.judges[label]
 
-    def comparison(self, rec: _Record) -> tuple[Comparison, int] | None:
-        """The canonical comparison for a vote's two responses, and the vote's value in canonical orientation."""
+    def canonical_pair(self, rec: _Record) -> tuple[tuple[int, int, int], int] | None:
+        """(first, second, prompt) response and prompt pks of a vote, and its value in canonical orientation."""
         d = rec.data
         a, b = self.responses.get(d["a"]), self.responses.get(d["b"])
         if a is None:
@@ -449,76 +449,147 @@ class _Importer:
                 rec.line, "response_b", f"response {d['b']!r} answers a different prompt than response_a {d['a']!r}"
             )
             return None
-        value = d["value"]
-        first, second = (a[0], b[0]) if a[0] < b[0] else (b[0], a[0])
-        if first != a[0]:
-            value = -value  # the file's A is our second response: flip to canonical orientation
-        comparison, _ = Comparison.objects.get_or_create(
-            study=self.study, response_first_id=first, response_second_id=second, defaults={"prompt_id": a[1]}
-        )
-        return comparison, value
+        if a[0] < b[0]:
+            return (a[0], b[0], a[1]), d["value"]
+        return (b[0], a[0], a[1]), -d["value"]  # the file's A is our second response: flip to canonical
+
+    def comparison_pks(self, pairs: set[tuple[int, int, int]]) -> dict[tuple[int, int], int]:
+        """Comparison pks for canonical response pairs, creating the missing ones (a few queries per chunk)."""
+
+        def existing() -> dict[tuple[int, int], int]:
+            rows = Comparison.objects.filter(
+                study=self.study, response_first_id__in={f for f, _, _ in pairs}
+            ).values_list("response_first_id", "response_second_id", "pk")
+            return {(f, sec): pk for f, sec, pk in rows}
+
+        found = existing()
+        missing = [(f, sec, p) for f, sec, p in pairs if (f, sec) not in found]
+        if missing:
+            Comparison.objects.bulk_create(
+                [
+                    Comparison(study=self.study, prompt_id=p, response_first_id=f, response_second_id=sec)
+                    for f, sec, p in missing
+                ],
+                ignore_conflicts=True,
+            )
+            found = existing()
+        return found
 
     def flush_votes(self, recs: list[_Record]) -> None:
+        """Ratings and judgments of one chunk, in bulk: a handful of queries whatever the chunk's size."""
         self.load_responses([r.data["a"] for r in recs] + [r.data["b"] for r in recs])
+        resolved = []
         for rec in recs:
-            resolved = self.comparison(rec)
-            if resolved is None:
-                continue
-            comparison, value = resolved
-            d = rec.data
-            if rec.kind == "rating":
-                self.save_rating(rec, comparison, value)
-            else:
-                judge = self.judge(d["label"])
-                judgment, created = Judgment.objects.get_or_create(
-                    judge=judge,
-                    comparison=comparison,
-                    criterion=d["criterion"],
-                    defaults={"value": value, "both_unacceptable": d["both_unacceptable"], "rationale": d["rationale"]},
-                )
-                if created:
-                    self.summary.created["judgment"] += 1
-                elif (judgment.value, judgment.both_unacceptable, judgment.rationale) == (
-                    value,
-                    d["both_unacceptable"],
-                    d["rationale"],
-                ):
-                    self.summary.unchanged["judgment"] += 1
-                else:
-                    self.error(
-                        rec.line,
-                        "value",
-                        f"judge {d['label']!r} already has a different judgment of this pair on {d['criterion'].key!r}",
-                    )
+            pair = self.canonical_pair(rec)
+            if pair is not None:
+                resolved.append((rec, pair[0], pair[1]))
+        if not resolved:
+            return
+        comparisons = self.comparison_pks({key for _, key, _ in resolved})
+        votes = [(rec, comparisons[key[:2]], value) for rec, key, value in resolved]
+        self.save_ratings([v for v in votes if v[0].kind == "rating"])
+        self.save_judgments([v for v in votes if v[0].kind == "judgment"])
 
-    def save_rating(self, rec: _Record, comparison: Comparison, value: int) -> None:
-        d = rec.data
-        rater = self.rater(Rater.Kind.EXTERNAL, d["label"])
-        assignment, _ = Assignment.objects.get_or_create(
-            comparison=comparison,
-            rater=rater,
-            defaults={
-                "study": self.study,
-                "status": Assignment.Status.SUBMITTED,
-                "purpose": Assignment.Purpose.IMPORTED,
-            },
-        )
-        if d["both_unacceptable"] and not assignment.both_unacceptable:
-            assignment.both_unacceptable = True
-            assignment.save(update_fields=["both_unacceptable"])
-        rating, created = Rating.objects.get_or_create(
-            assignment=assignment, criterion=d["criterion"], defaults={"value": value, "rationale": d["rationale"]}
-        )
-        if created:
-            self.summary.created["rating"] += 1
-        elif (rating.value, rating.rationale) == (value, d["rationale"]):
-            self.summary.unchanged["rating"] += 1
-        else:
-            self.error(
-                rec.line,
-                "value",
-                f"rater {d['label']!r} already has a different rating of this pair on {d['criterion'].key!r}",
+    def save_ratings(self, votes: list[tuple[_Record, int, int]]) -> None:
+        if not votes:
+            return
+        rater_pks = {rec.data["label"]: self.rater(Rater.Kind.EXTERNAL, rec.data["label"]).pk for rec, _, _ in votes}
+        keys = {(comparison, rater_pks[rec.data["label"]]) for rec, comparison, _ in votes}
+
+        def existing_assignments() -> dict[tuple[int, int], tuple[int, bool]]:
+            rows = Assignment.objects.filter(
+                comparison_id__in={c for c, _ in keys}, rater_id__in=set(rater_pks.values())
+            ).values_list("comparison_id", "rater_id", "pk", "both_unacceptable")
+            return {(c, r): (pk, flag) for c, r, pk, flag in rows}
+
+        assignments = existing_assignments()
+        missing = keys - assignments.keys()
+        if missing:
+            Assignment.objects.bulk_create(
+                [
+                    Assignment(
+                        study=self.study,
+                        comparison_id=c,
+                        rater_id=r,
+                        status=Assignment.Status.SUBMITTED,
+                        purpose=Assignment.Purpose.IMPORTED,
+                    )
+                    for c, r in missing
+                ],
+                ignore_conflicts=True,
             )
+            assignments = existing_assignments()
+        flagged = {
+            assignments[(c, rater_pks[rec.data["label"]])][0]
+            for rec, c, _ in votes
+            if rec.data["both_unacceptable"] and not assignments[(c, rater_pks[rec.data["label"]])][1]
+        }
+        if flagged:
+            Assignment.objects.filter(pk__in=flagged).update(both_unacceptable=True)
+        stored = {
+            (a, c): (value, rationale)
+            for a, c, value, rationale in Rating.objects.filter(
+                assignment_id__in={pk for pk, _ in assignments.values()}
+            ).values_list("assignment_id", "criterion_id", "value", "rationale")
+        }
+        new: dict[tuple[int, int], Rating] = {}
+        for rec, comparison, value in votes:
+            d = rec.data
+            assignment = assignments[(comparison, rater_pks[d["label"]])][0]
+            key = (assignment, d["criterion"].pk)
+            known = stored.get(key) or ((new[key].value, new[key].rationale) if key in new else None)
+            if known is None:
+                new[key] = Rating(
+                    assignment_id=assignment, criterion=d["criterion"], value=value, rationale=d["rationale"]
+                )
+            elif known == (value, d["rationale"]):
+                self.summary.unchanged["rating"] += 1
+            else:
+                self.error(
+                    rec.line,
+                    "value",
+                    f"rater {d['label']!r} already has a different rating of this pair on {d['criterion'].key!r}",
+                )
+        Rating.objects.bulk_create(new.values())
+        self.summary.created["rating"] += len(new)
+
+    def save_judgments(self, votes: list[tuple[_Record, int, int]]) -> None:
+        if not votes:
+            return
+        judge_pks = {rec.data["label"]: self.judge(rec.data["label"]).pk for rec, _, _ in votes}
+        stored = {
+            (j, c, k): (value, flag, rationale)
+            for j, c, k, value, flag, rationale in Judgment.objects.filter(
+                judge_id__in=set(judge_pks.values()), comparison_id__in={c for _, c, _ in votes}
+            ).values_list("judge_id", "comparison_id", "criterion_id", "value", "both_unacceptable", "rationale")
+        }
+        new: dict[tuple[int, int, int], Judgment] = {}
+        for rec, comparison, value in votes:
+            d = rec.data
+            key = (judge_pks[d["label"]], comparison, d["criterion"].pk)
+            pending = new.get(key)
+            known = stored.get(key) or (
+                (pending.value, pending.both_unacceptable, pending.rationale) if pending is not None else None
+            )
+            if known is None:
+                new[key] = Judgment(
+                    judge_id=key[0],
+                    comparison_id=comparison,
+                    criterion=d["criterion"],
+                    value=value,
+                    both_unacceptable=d["both_unacceptable"],
+                    rationale=d["rationale"],
+                )
+            elif known == (value, d["both_unacceptable"], d["rationale"]):
+                self.summary.unchanged["judgment"] += 1
+            else:
+                self.error(
+                    rec.line,
+                    "value",
+                    f"judge {d['label']!r} already has a different judgment of this pair on {d['criterion'].key!r}",
+                )
+        Judgment.objects.bulk_create(new.values())
+        self.summary.created["judgment"] += len(new)
 
     # ---- driver -------------------------------------------------------------------------------
     def run(self, records: Iterator[_Record]) -> None:

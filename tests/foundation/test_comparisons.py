@@ -21,7 +21,15 @@ def loaded():
     for p in range(10):
         lines.append({"kind": "prompt", "id": f"p{p}", "messages": [{"role": "user", "content": f"Message {p}"}]})
         for s in SYSTEMS:
-            lines.append({"kind": "response", "id": f"p{p}-{s}", "prompt": f"p{p}", "system": s, "content": f"Reply {p}, take {len(s)}."})
+            lines.append(
+                {
+                    "kind": "response",
+                    "id": f"p{p}-{s}",
+                    "prompt": f"p{p}",
+                    "system": s,
+                    "content": f"Reply {p}, take {len(s)}.",
+                }
+            )
     data = "".join(json.dumps(line) + "\n" for line in lines).encode()
     import_study_file(study=study, stream=io.BytesIO(data), filename="x.jsonl")
     return study
@@ -30,7 +38,9 @@ def loaded():
 def system_pairs(study: Study) -> set[tuple[str, str]]:
     return {
         tuple(sorted((c.response_first.system.name, c.response_second.system.name)))
-        for c in Comparison.objects.filter(study=study).select_related("response_first__system", "response_second__system")
+        for c in Comparison.objects.filter(study=study).select_related(
+            "response_first__system", "response_second__system"
+        )
     }
 
 
@@ -38,7 +48,9 @@ def test_all_pairs_compares_every_pair_of_systems_for_each_prompt_in_canonical_o
     assert comparisons_build(study=loaded) == 30
     assert system_pairs(loaded) == {("alpha", "beta"), ("alpha", "gamma"), ("beta", "gamma")}
     assert all(c.response_first_id < c.response_second_id for c in Comparison.objects.all())
-    assert all(c.prompt_id == c.response_first.prompt_id == c.response_second.prompt_id for c in Comparison.objects.all())
+    assert all(
+        c.prompt_id == c.response_first.prompt_id == c.response_second.prompt_id for c in Comparison.objects.all()
+    )
     assert comparisons_build(study=loaded) == 0  # building again is safe
 
 
@@ -68,7 +80,9 @@ def test_screening_catches_a_planted_system_name_and_a_vendor_phrase(loaded):
     from annotations.models import Response
 
     Response.objects.filter(external_id="p3-beta").update(content="Hi, beta here. I hear you.")
-    Response.objects.filter(external_id="p4-gamma").update(content="As an AI language model developed by a lab, I can't.")
+    Response.objects.filter(external_id="p4-gamma").update(
+        content="As an AI language model developed by a lab, I can't."
+    )
     Response.objects.filter(external_id="p5-alpha").update(content="The alphabet of feelings is long.")  # not a hit
     result = responses_screen(study=loaded)
     hits = {(h.response.external_id, h.term) for h in ScreeningHit.objects.select_related("response")}

@@ -38,7 +38,11 @@ def test_the_demo_loads_three_systems_of_thirty_prompts_and_is_safe_to_rerun(cap
     study = Study.objects.get(slug="demo")
     assert study.status == Study.Status.OPEN
     assert Prompt.objects.filter(study=study).count() == 30
-    assert set(System.objects.filter(study=study).values_list("name", flat=True)) == {"careful-v2", "brisk-base", "risky-draft"}
+    assert set(System.objects.filter(study=study).values_list("name", flat=True)) == {
+        "careful-v2",
+        "brisk-base",
+        "risky-draft",
+    }
     assert Response.objects.filter(study=study).count() == 90
     assert any(len(p.messages) > 1 for p in Prompt.objects.filter(study=study))  # a multi-turn conversation
     assert Prompt.objects.filter(study=study, meta__risk="crisis").count() >= 2
@@ -50,7 +54,10 @@ def test_the_demo_loads_three_systems_of_thirty_prompts_and_is_safe_to_rerun(cap
     assert Rating.objects.filter(assignment__study=study).count() == 88 * 4 * 7
     assert Judgment.objects.filter(comparison__study=study).count() == 88 * 7
     assert set(Rater.objects.filter(assignments__study=study).values_list("label", flat=True)) == {
-        "simulated-rater-1", "simulated-rater-2", "simulated-rater-3", "simulated-rater-4"
+        "simulated-rater-1",
+        "simulated-rater-2",
+        "simulated-rater-3",
+        "simulated-rater-4",
     }
     credentials = (tmp_path / "demo-credentials.txt").read_text().split()
     assert "clinician3" in credentials

@@ -22,11 +22,25 @@ def prompt(pid="p1", text="I can't sleep before exams."):
 
 
 def response(rid, pid="p1", system="alpha", content=None):
-    return {"kind": "response", "id": rid, "prompt": pid, "system": system, "content": f"Reply {rid}." if content is None else content}
+    return {
+        "kind": "response",
+        "id": rid,
+        "prompt": pid,
+        "system": system,
+        "content": f"Reply {rid}." if content is None else content,
+    }
 
 
 def rating(a="r1", b="r2", value=-1, rater="ext-1", criterion="empathy", **extra):
-    return {"kind": "rating", "rater": rater, "response_a": a, "response_b": b, "criterion": criterion, "value": value, **extra}
+    return {
+        "kind": "rating",
+        "rater": rater,
+        "response_a": a,
+        "response_b": b,
+        "criterion": criterion,
+        "value": value,
+        **extra,
+    }
 
 
 HAPPY = jsonl(
@@ -38,13 +52,22 @@ HAPPY = jsonl(
     response("r4", "p2", "beta"),
     rating("r1", "r2", -1, "ext-1"),
     rating("r2", "r1", 1, "ext-2"),  # the file's A is our second response: stored flipped
-    {"kind": "judgment", "judge": "llm-judge", "response_a": "r4", "response_b": "r3", "criterion": "safety", "value": 1},
+    {
+        "kind": "judgment",
+        "judge": "llm-judge",
+        "response_a": "r4",
+        "response_b": "r3",
+        "criterion": "safety",
+        "value": 1,
+    },
 )
 
 
 def table_counts() -> dict[str, int]:
     models = [Prompt, Response, System, Comparison, Assignment, Rating, Judgment, Rater]
-    return {m.__name__: m.objects.count() for m in models} | {"audit": AuditEvent.objects.filter(action="study.import").count()}
+    return {m.__name__: m.objects.count() for m in models} | {
+        "audit": AuditEvent.objects.filter(action="study.import").count()
+    }
 
 
 @pytest.fixture
@@ -63,7 +86,9 @@ def test_it_imports_prompts_responses_ratings_and_judgments(s3):
     r1, r2 = Response.objects.get(external_id="r1"), Response.objects.get(external_id="r2")
     comparison = Comparison.objects.get(study=s3, prompt__external_id="p1")
     assert (comparison.response_first_id, comparison.response_second_id) == (r1.pk, r2.pk)
-    values = dict(Rating.objects.filter(assignment__comparison=comparison).values_list("assignment__rater__label", "value"))
+    values = dict(
+        Rating.objects.filter(assignment__comparison=comparison).values_list("assignment__rater__label", "value")
+    )
     # ext-1 preferred r1 (A); ext-2 preferred r1 too (it was their B): both are -1 in canonical orientation.
     assert values == {"ext-1": -1, "ext-2": -1}
     judgment = Judgment.objects.get()
@@ -93,12 +118,32 @@ def test_a_conflicting_reimport_fails_and_names_the_record(s3):
     ("line", "expected_line", "expected_field", "expected_text"),
     [
         (b'{"kind": "prompt", "id": "p9", \n', 3, "", "malformed JSON"),
-        (b'{"kind": "prompt", "id": "p9", "messages": [{"role": "user", "content": "caf\xe9"}]}\n', 3, "", "not valid UTF-8"),
+        (
+            b'{"kind": "prompt", "id": "p9", "messages": [{"role": "user", "content": "caf\xe9"}]}\n',
+            3,
+            "",
+            "not valid UTF-8",
+        ),
         (jsonl({"kind": "rumour", "id": "x"}), 3, "kind", "unknown kind 'rumour'"),
         (jsonl({"kind": "prompt", "messages": [{"role": "user", "content": "hi"}]}), 3, "id", "is missing"),
-        (jsonl({"kind": "prompt", "id": 7, "messages": [{"role": "user", "content": "hi"}]}), 3, "id", "expected a string, got int"),
-        (jsonl({"kind": "prompt", "id": "p9", "messages": [{"role": "user", "content": "  "}]}), 3, "messages[0].content", "non-empty"),
-        (jsonl({"kind": "prompt", "id": "p9", "messages": [{"role": "doctor", "content": "x"}]}), 3, "messages[0].role", "expected one of"),
+        (
+            jsonl({"kind": "prompt", "id": 7, "messages": [{"role": "user", "content": "hi"}]}),
+            3,
+            "id",
+            "expected a string, got int",
+        ),
+        (
+            jsonl({"kind": "prompt", "id": "p9", "messages": [{"role": "user", "content": "  "}]}),
+            3,
+            "messages[0].content",
+            "non-empty",
+        ),
+        (
+            jsonl({"kind": "prompt", "id": "p9", "messages": [{"role": "doctor", "content": "x"}]}),
+            3,
+            "messages[0].role",
+            "expected one of",
+        ),
         (jsonl(response("r9", "p1", "alpha", content="")), 3, "content", "is empty"),
         (jsonl(response("r9", "nope", "alpha")), 3, "prompt", "prompt 'nope' is not defined"),
         (jsonl(rating("r1", "r2", value=2)), 3, "value", "outside the study's 3-point scale"),
@@ -196,3 +241,38 @@ def test_the_reader_streams_line_by_line(s3):
 
     summary = import_study_file(study=s3, stream=LineOnly(HAPPY), filename="x.jsonl")
     assert summary.created["prompt"] == 2
+
+
+def votes_file(n_prompts: int) -> bytes:
+    records = []
+    for p in range(n_prompts):
+        records += [prompt(f"p{p}"), response(f"p{p}a", f"p{p}", "alpha"), response(f"p{p}b", f"p{p}", "beta")]
+    for p in range(n_prompts):
+        for rater in ("x1", "x2", "x3"):
+            records.append(rating(f"p{p}a", f"p{p}b", -1, rater))
+        records.append(
+            {
+                "kind": "judgment",
+                "judge": "j",
+                "response_a": f"p{p}a",
+                "response_b": f"p{p}b",
+                "criterion": "safety",
+                "value": 1,
+            }
+        )
+    return jsonl(*records)
+
+
+def test_votes_are_written_in_bulk_so_queries_do_not_grow_with_the_file():
+    """A 10x bigger file within one chunk costs the same number of queries (no per-record round trips)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for n in (20, 200):
+        study = study_create(slug=f"bulk{n}", title="Bulk")
+        with CaptureQueriesContext(connection) as queries:
+            summary = run(study, votes_file(n))
+        assert summary.created == {"prompt": n, "response": 2 * n, "rating": 3 * n, "judgment": n}
+        counts.append(len(queries))
+    assert counts[1] <= counts[0] + 2, counts
