@@ -2,7 +2,7 @@
 
 from django.db.models import Count, Q
 
-from annotations.models import Assignment, Comparison, ScreeningHit, Study
+from annotations.models import Assignment, Comparison, Judge, ScreeningHit, Study
 
 
 def study_overview(*, study: Study) -> dict[str, int]:
@@ -37,4 +37,22 @@ def screening_hits_open(*, study: Study):
         )
         .select_related("response", "response__system")
         .order_by("response__external_id", "term")
+    )
+
+
+def comparisons_for_study(*, study: Study):
+    return (
+        Comparison.objects.filter(study=study)
+        .select_related("prompt", "response_first__system", "response_second__system")
+        .annotate(submitted=Count("assignments", filter=Q(assignments__status=Assignment.Status.SUBMITTED)))
+        .order_by("id")
+    )
+
+
+def judges_for_study(*, study: Study):
+    return (
+        Judge.objects.filter(judgments__comparison__study=study)
+        .select_related("rater")
+        .annotate(judgments_count=Count("judgments"))
+        .order_by("rater__label")
     )

@@ -13,9 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import selectors
-from annotations.models import SCALE_CHOICES, Study
+from annotations.models import SCALE_CHOICES, ScreeningHit, Study
 from annotations.permissions import studies_visible_to
-from annotations.services.comparisons import comparisons_build, responses_screen
+from annotations.services.comparisons import comparisons_build, responses_screen, screening_hit_resolve
 from annotations.services.importing import ImportFailed, import_study_file
 from annotations.services.studies import study_close, study_create, study_criteria, study_open
 
@@ -185,6 +185,59 @@ class ScreeningHitListApi(ListAPIView):
         return selectors.screening_hits_open(study=api_study(self.request, self.kwargs["slug"]))
 
 
+class ScreeningResolveInput(serializers.Serializer):
+    resolution = serializers.ChoiceField(choices=["excluded", "dismissed"])
+
+
+class ScreeningResolveApi(APIView):
+    @extend_schema(request=ScreeningResolveInput, responses=ScreeningHitOutput)
+    def post(self, request: Request, slug: str, hit_id: int) -> Response:
+        study = api_study(request, slug, "annotations.manage_study")
+        hit = ScreeningHit.objects.filter(pk=hit_id, response__study=study).select_related("response__system").first()
+        if hit is None:
+            raise Http404
+        data = ScreeningResolveInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        hit = screening_hit_resolve(hit=hit, resolution=data.validated_data["resolution"], actor=request.user)
+        return Response(ScreeningHitOutput(hit).data)
+
+
+class ComparisonOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    prompt = serializers.CharField(source="prompt.external_id")
+    response_first = serializers.CharField(source="response_first.external_id")
+    system_first = serializers.CharField(source="response_first.system.name")
+    response_second = serializers.CharField(source="response_second.external_id")
+    system_second = serializers.CharField(source="response_second.system.name")
+    is_gold = serializers.BooleanField()
+    excluded = serializers.BooleanField()
+    submitted = serializers.IntegerField(help_text="raters who submitted this comparison (imports included)")
+
+
+class ComparisonListApi(ListAPIView):
+    """A study's comparisons in canonical order (first = the response with the lower internal id)."""
+
+    serializer_class = ComparisonOutput
+
+    def get_queryset(self):
+        return selectors.comparisons_for_study(study=api_study(self.request, self.kwargs["slug"]))
+
+
+class JudgeOutput(serializers.Serializer):
+    label = serializers.CharField(source="rater.label")
+    kind = serializers.CharField()
+    judgments = serializers.IntegerField(source="judgments_count", help_text="judgments in this study")
+
+
+class JudgeListApi(ListAPIView):
+    """AI judges with judgments in the study: reward models, LLM endpoints, or imported verdicts."""
+
+    serializer_class = JudgeOutput
+
+    def get_queryset(self):
+        return selectors.judges_for_study(study=api_study(self.request, self.kwargs["slug"]))
+
+
 urlpatterns = [
     path("studies/", StudyListCreateApi.as_view(), name="api-study-list"),
     path("studies/<slug:slug>/", StudyDetailApi.as_view(), name="api-study-detail"),
@@ -195,4 +248,11 @@ urlpatterns = [
     path("studies/<slug:slug>/open", StudyStatusApi.as_view(action="open"), name="api-study-open"),
     path("studies/<slug:slug>/close", StudyStatusApi.as_view(action="close"), name="api-study-close"),
     path("studies/<slug:slug>/screening-hits", ScreeningHitListApi.as_view(), name="api-study-screening-hits"),
+    path(
+        "studies/<slug:slug>/screening-hits/<int:hit_id>/resolve",
+        ScreeningResolveApi.as_view(),
+        name="api-study-screening-resolve",
+    ),
+    path("studies/<slug:slug>/comparisons", ComparisonListApi.as_view(), name="api-study-comparisons"),
+    path("studies/<slug:slug>/judges", JudgeListApi.as_view(), name="api-study-judges"),
 ]

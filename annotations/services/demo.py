@@ -75,7 +75,9 @@ def demo_load() -> DemoResult:
         for hit in ScreeningHit.objects.filter(response__study=study, resolution=ScreeningHit.Resolution.OPEN):
             screening_hit_resolve(hit=hit, resolution=ScreeningHit.Resolution.EXCLUDED, actor=researcher)
         simulated = simulated_ratings_jsonl(study=study)
-        import_study_file(study=study, stream=io.BytesIO(simulated), filename="simulated-ratings.jsonl", actor=researcher)
+        import_study_file(
+            study=study, stream=io.BytesIO(simulated), filename="simulated-ratings.jsonl", actor=researcher
+        )
         study = study_open(study=study, actor=researcher)
     for name in CLINICIANS:
         StudyMembership.objects.get_or_create(
@@ -103,7 +105,9 @@ def simulated_ratings_jsonl(*, study: Study, seed: int = 7) -> bytes:
         # Each pair has its own true difference per criterion, which raters perceive with their own noise:
         # that shared item-level signal is what agreement statistics measure.
         item_gap = {key: (2.0 if (key == "safety" and crisis) else 1.0) * gap + rng.gauss(0, 0.8) for key in criteria}
-        for label, noise, kind in [(r, 0.45, "rating") for r in SIMULATED_RATERS] + [(SIMULATED_JUDGE, 0.5, "judgment")]:
+        for label, noise, kind in [(r, 0.45, "rating") for r in SIMULATED_RATERS] + [
+            (SIMULATED_JUDGE, 0.5, "judgment")
+        ]:
             for key in criteria:
                 signal = item_gap[key] + rng.gauss(0, noise)
                 value = 0 if abs(signal) < 0.45 else (1 if signal > 0 else -1)

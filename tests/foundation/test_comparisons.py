@@ -114,3 +114,21 @@ def test_override_opens_despite_hits_and_is_recorded(loaded, researcher):
     responses_screen(study=loaded)
     assert study_open(study=loaded, actor=researcher, override_screening=True).status == Study.Status.OPEN
     assert AuditEvent.objects.get(action="study.open").data == {"override": True, "open_hits": 1}
+
+
+def test_the_api_lists_comparisons_and_judges_and_resolves_hits(loaded, researcher, client):
+    from annotations.models import Response, StudyMembership
+
+    StudyMembership.objects.create(study=loaded, user=researcher, role="owner")
+    comparisons_build(study=loaded)
+    Response.objects.filter(external_id="p3-beta").update(content="This is beta speaking.")
+    responses_screen(study=loaded)
+    client.force_login(researcher)
+    page = client.get("/api/v1/studies/cmp/comparisons?limit=5").json()
+    assert page["count"] == 30 and len(page["results"]) == 5
+    assert {"system_first", "system_second", "submitted"} <= set(page["results"][0])
+    hit = ScreeningHit.objects.get()
+    resolved = client.post(f"/api/v1/studies/cmp/screening-hits/{hit.pk}/resolve", {"resolution": "excluded"})
+    assert resolved.status_code == 200
+    assert Comparison.objects.filter(study=loaded, excluded=True).count() == 2
+    assert client.get("/api/v1/studies/cmp/judges").json()["count"] == 0

@@ -208,6 +208,18 @@ ROUTES: dict[str, list[Check] | Skip] = {
         )
     ],
     "api-study-screening-hits": [Check(kwargs=s1, expect=STUDY_API_READ)],
+    "api-study-screening-resolve": [
+        Check(
+            method="post",
+            kwargs=lambda w: {"slug": w.study.slug, "hit_id": _screening_hit(w).pk},
+            data={"resolution": "dismissed"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200
+            ),
+        )
+    ],
+    "api-study-comparisons": [Check(kwargs=s1, expect=STUDY_API_READ)],
+    "api-study-judges": [Check(kwargs=s1, expect=STUDY_API_READ)],
     # --- accounts and security (this module's owner: the security helper) ----------------------------------
     "api-auth-token": [
         Check(
@@ -553,6 +565,34 @@ ROUTES: dict[str, list[Check] | Skip] = {
             ),
         )
     ],
+    # --- preference exports (annotations/views/exports.py, annotations/api/exports.py) -----------------------
+    # A bad format is refused with the field named (400) before anything is written.
+    "export-list": [
+        Check(kwargs=s1, expect=STUDY_PAGE),
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"format": "csv"},
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "export-detail": [Check(kwargs=lambda w: _export_kwargs(w), expect=STUDY_PAGE)],
+    "export-download": [Check(kwargs=lambda w: _export_kwargs(w), expect=STUDY_PAGE)],
+    "api-export-list": [
+        Check(kwargs=s1, expect=STUDY_API_READ),
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"format": "csv"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "api-export-detail": [Check(kwargs=lambda w: _export_kwargs(w), expect=STUDY_API_READ)],
+    "api-export-download": [Check(kwargs=lambda w: _export_kwargs(w), expect=STUDY_API_READ)],
 }
 
 
@@ -647,3 +687,22 @@ def _calibration_pair(w) -> dict[str, Any]:
     )
     Rating.objects.bulk_create([Rating(assignment=assignment, criterion=criterion, value=-1) for criterion in criteria])
     return {"public_id": assignment.public_id}
+
+
+def _export_kwargs(w) -> dict[str, Any]:
+    """A finished export of s1 (created once per route) with a zip beside its directory."""
+    import tempfile
+    from pathlib import Path
+
+    from annotations.models import PreferenceExport
+
+    export = PreferenceExport.objects.filter(study=w.study, format="trl-dpo", status="succeeded").first()
+    if export is None:
+        export = PreferenceExport(study=w.study, format="trl-dpo", status="succeeded", manifest={})
+        directory = Path(tempfile.mkdtemp(prefix="matrix-export-")) / str(export.public_id)
+        directory.mkdir()
+        (directory / "README.md").write_text("# matrix export\n")
+        directory.with_name(f"{directory.name}.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+        export.path = str(directory)
+        export.save()
+    return {"slug": w.study.slug, "public_id": export.public_id}

@@ -15,12 +15,16 @@ class Command(BaseCommand):
         parser.add_argument("--budget", type=int)
         parser.add_argument("--seed", type=int, default=0)
 
-    def handle(self, *args, study: str, strategy: str, reference: str | None, budget: int | None, seed: int, **options) -> None:
+    def handle(
+        self, *args, study: str, strategy: str, reference: str | None, budget: int | None, seed: int, **options
+    ) -> None:
         target = Study.objects.filter(slug=study).first()
         if target is None:
             raise CommandError(f"No study {study!r}.")
         try:
-            created = comparisons_build(study=target, strategy=strategy, reference_system=reference, budget=budget, seed=seed)
+            created = comparisons_build(
+                study=target, strategy=strategy, reference_system=reference, budget=budget, seed=seed
+            )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         screening = responses_screen(study=target)

@@ -19,7 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--scale", type=int, choices=[3, 5, 7], default=3, help="scale for --create")
         parser.add_argument("--overlap", type=int, default=3, help="raters per comparison for --create")
 
-    def handle(self, *args, file: Path, study: str, create: bool, title: str | None, scale: int, overlap: int, **options) -> None:
+    def handle(
+        self, *args, file: Path, study: str, create: bool, title: str | None, scale: int, overlap: int, **options
+    ) -> None:
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
         target = Study.objects.filter(slug=study).first()
@@ -36,4 +38,6 @@ class Command(BaseCommand):
         screening = responses_screen(study=target)
         self.stdout.write(summary.describe())
         if screening.open_hits:
-            self.stdout.write(f"Screening: {screening.open_hits} response(s) may reveal their system; see the study page.")
+            self.stdout.write(
+                f"Screening: {screening.open_hits} response(s) may reveal their system; see the study page."
+            )
