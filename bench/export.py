@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/export.py                  # 200,000 comparisons x 5 ratings = 1,000,000 ratings
     .venv/bin/python bench/export.py --quick          # 2,000 comparisons: the smoke test's size
+    .venv/bin/python bench/export.py --core           # the pure core alone on generated records (no database)
 
 Creates a dedicated database (evalplatform_bench, dropped afterwards unless --keep), migrates it, generates
 the study straight into PostgreSQL (INSERT ... SELECT over generate_series), then times, interleaved and
@@ -210,7 +211,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 comparisons, one run (smoke test)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
     parser.add_argument("--database", default=BENCH_DB, help="name of the database created for the run")
+    parser.add_argument(
+        "--core", action="store_true", help="only the pure core on generated records, no database (its own benchmark)"
+    )
     args = parser.parse_args()
+    if args.core:
+        _run_core(args.comparisons)
+        return
     if args.quick:
         args.comparisons, args.runs = 2_000, 1
 
@@ -309,12 +316,22 @@ def _run(args: argparse.Namespace) -> None:
     copy_median = statistics.median(copy_seconds)
     ratio = export_median / copy_median
     peak_mb = max(peaks) / 1e6
-    lifetime_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    lifetime_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # ru_maxrss is in KiB
     print(
         f"trl-dpo JSONL from {ratings:,} ratings: export median {export_median:.2f}s, COPY median {copy_median:.2f}s, "
         f"ratio {ratio:.2f}x (target <= {TARGET_RATIO:.0f}x); peak RSS during export {peak_mb:.0f} MB, process "
         f"lifetime peak {lifetime_mb:.0f} MB (target < {TARGET_PEAK_MB:.0f} MB)"
     )
+
+
+def _run_core(comparisons: int) -> None:
+    """The pure core's own benchmark (annotations/exporting/benchmark.py) for the same export shape."""
+    sys.path.insert(0, str(ROOT))
+    from annotations.exporting import benchmark
+
+    sys.argv = [sys.argv[0], "--comparisons", str(comparisons), "--format", "trl-dpo", "--file-format", "jsonl"]
+    sys.argv += ["--criteria", "1"]
+    benchmark.main()
 
 
 def _copy_to_file(connection: Any, copy_sql: str, path: Path) -> int:

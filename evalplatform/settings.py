@@ -227,7 +227,13 @@ CELERY_BEAT_SCHEDULE = {
     "recover-training-jobs": {"task": "annotations.tasks.training_jobs_recover", "schedule": 300.0},
 }
 
-# Import limits (bytes of one text field, and errors listed before stopping).
+# Reports and exports over this many ratings run on a Celery worker; smaller ones in the request.
+REPORT_INLINE_MAX_ROWS = env_int("REPORT_INLINE_MAX_ROWS", 20_000)
+EXPORT_INLINE_MAX_RATINGS = env_int("EXPORT_INLINE_MAX_RATINGS", 20_000)
+# Written into every export's manifest; defaults to the git commit of the checkout.
+CODE_VERSION = env_str("EVALPLATFORM_CODE_VERSION", "")
+
+# Import limits (characters of one text field, and errors listed before stopping).
 IMPORT_MAX_TEXT_CHARS = env_int("IMPORT_MAX_TEXT_CHARS", 20000)
 IMPORT_MAX_ERRORS = env_int("IMPORT_MAX_ERRORS", 50)
 

@@ -58,8 +58,6 @@ from annotations.services.studies import study_criteria
 
 logger = logging.getLogger(__name__)
 
-# Exports reading at most this many ratings run in the request; bigger ones go to the Celery worker.
-DEFAULT_INLINE_MAX_RATINGS = 20_000
 # Bootstrap resamples for the agreement intervals recorded in the manifest (a fixed seed keeps them stable).
 AGREEMENT_RESAMPLES = 200
 # Namespace of the PostgreSQL advisory lock that makes one run at a time hold an export.
@@ -68,7 +66,7 @@ FILTER_KEYS = ("systems", "submitted_before", "exclude_gold_items")
 
 
 def inline_max_ratings() -> int:
-    return int(getattr(settings, "EXPORT_INLINE_MAX_RATINGS", DEFAULT_INLINE_MAX_RATINGS))
+    return settings.EXPORT_INLINE_MAX_RATINGS
 
 
 @functools.cache
@@ -77,7 +75,7 @@ def code_version() -> str:
     which fixes Parquet's bytes."""
     import pyarrow
 
-    version = getattr(settings, "CODE_VERSION", "") or os.environ.get("EVALPLATFORM_CODE_VERSION", "")
+    version = settings.CODE_VERSION
     if not version:
         try:
             result = subprocess.run(

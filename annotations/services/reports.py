@@ -37,14 +37,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_N_RESAMPLES = 1000
-# Reports over at most this many rows (ratings + judgments) are computed in the request.
-DEFAULT_INLINE_MAX_ROWS = 20_000
 # Share of the progress bar spent reading the data; the rest follows compute_report's parts.
 LOAD_SHARE = 0.1
 
 
 def inline_max_rows() -> int:
-    return int(getattr(settings, "REPORT_INLINE_MAX_ROWS", DEFAULT_INLINE_MAX_ROWS))
+    return settings.REPORT_INLINE_MAX_ROWS
 
 
 @dataclass(frozen=True)

@@ -204,3 +204,30 @@ def test_the_command_writes_the_snapshot_to_out(rated, tmp_path):
     assert verify_export(out) == []
     export = rated.study.exports.get()
     assert export.created_by is None and export.status == JobStatus.SUCCEEDED
+
+
+def test_a_failed_export_says_why_and_leaves_no_files(rated, researcher, monkeypatch):
+    from annotations.services import exports as service
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(service, "write_export", broken)
+    export = export_of(rated.study, researcher)
+
+    assert export.status == JobStatus.FAILED and "disk full" in export.error
+    assert not export_directory(export).exists() and not export_zip_path(export).exists()
+    assert AuditEvent.objects.filter(action="export.fail", object_id=str(export.pk)).exists()
+
+
+def test_a_run_after_a_crash_adopts_the_complete_directory_instead_of_rewriting(rated, researcher):
+    export = export_of(rated.study, researcher)
+    zip_sha256 = export.zip_sha256
+    # The worker died after the directory was renamed into place, before the row was updated.
+    export_zip_path(export).unlink()
+    type(export).objects.filter(pk=export.pk).update(status=JobStatus.RUNNING, manifest={}, zip_sha256="")
+
+    assert export_run(export_id=export.pk) == "succeeded"
+    export.refresh_from_db()
+    assert export.status == JobStatus.SUCCEEDED and export.zip_sha256 == zip_sha256
+    assert export.manifest["files"] and verify_export(export_zip_path(export)) == []

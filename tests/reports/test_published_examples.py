@@ -35,7 +35,9 @@ def krippendorff_study():
     return study
 
 
-@pytest.mark.parametrize(("level", "published"), [("nominal_scale", "nominal"), ("ordinal", "ordinal"), ("interval", "interval")])
+@pytest.mark.parametrize(
+    ("level", "published"), [("nominal_scale", "nominal"), ("ordinal", "ordinal"), ("interval", "interval")]
+)
 def test_krippendorff_2011_alpha_through_import_and_report(level, published):
     study = krippendorff_study()
     snapshot = report_request(study=study, params=ReportParams(n_resamples=20))
