@@ -20,9 +20,9 @@ from annotations.services.exports import (
     export_create,
     export_for_study,
     export_summary,
-    export_zip_path,
     exports_for_study,
 )
+from annotations.views.exports import export_zip_response
 
 
 def _api_export(study: Study, public_id: uuid.UUID) -> PreferenceExport:
@@ -109,16 +109,7 @@ class ExportDownloadApi(APIView):
     @extend_schema(responses={(200, "application/zip"): OpenApiResponse(description="the export's zip")})
     def get(self, request: Request, slug: str, public_id: uuid.UUID) -> FileResponse:
         study = api_study(request, slug)
-        export = _api_export(study, public_id)
-        zip_path = export_zip_path(export)
-        if export.status != JobStatus.SUCCEEDED or not zip_path.is_file():
-            raise Http404
-        return FileResponse(
-            open(zip_path, "rb"),  # FileResponse closes it
-            as_attachment=True,
-            filename=f"{study.slug}-{export.format}-{export.public_id}.zip",
-            content_type="application/zip",
-        )
+        return export_zip_response(study, _api_export(study, public_id))
 
 
 urlpatterns = [

@@ -55,6 +55,11 @@ def preference_pairs(dataset_dir: str | Path, criterion: str, split: str) -> lis
                 pair["margin"] = float(row["margin"])
             pairs.append(pair)
         return pairs
+    return pairs_from_multi_objective(rows, criterion)
+
+
+def pairs_from_multi_objective(rows: list[dict[str, Any]], criterion: str) -> list[dict[str, Any]]:
+    """Chosen/rejected pairs from multi-objective rows whose label for `criterion` is a or b (ties skipped)."""
     pairs = []
     for row in rows:
         label = (row.get("labels") or {}).get(criterion) or {}

@@ -12,6 +12,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from annotations.training.data import pairs_from_multi_objective
+
 PROMPTS = [
     "i have been feeling low since i moved to a new city",
     "my exams are coming and i cannot sleep at night",
@@ -72,24 +74,6 @@ def _response_text(good: dict[str, bool], criteria: list[str], rng: random.Rando
     phrases = [PHRASES[c][0] if good[c] else PHRASES[c][1] for c in criteria]
     rng.shuffle(phrases)
     return " . ".join(phrases)
-
-
-def pairs_from_multi_objective(rows: list[dict[str, Any]], criterion: str) -> list[dict[str, Any]]:
-    pairs = []
-    for row in rows:
-        preferred = row["labels"][criterion]["preferred"]
-        if preferred not in ("a", "b"):
-            continue
-        other = "b" if preferred == "a" else "a"
-        pairs.append(
-            {
-                "comparison_id": row["comparison_id"],
-                "prompt": row["prompt"],
-                "chosen": row[f"response_{preferred}"],
-                "rejected": row[f"response_{other}"],
-            }
-        )
-    return pairs
 
 
 def write_snapshot(

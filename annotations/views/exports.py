@@ -146,7 +146,11 @@ def export_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> Http
 @require_GET
 def export_download(request: HttpRequest, slug: str, public_id: uuid.UUID) -> FileResponse:
     study = study_for(request, slug)
-    export = _export_or_404(study, public_id)
+    return export_zip_response(study, _export_or_404(study, public_id))
+
+
+def export_zip_response(study: Study, export: PreferenceExport) -> FileResponse:
+    """The export's zip as a download (page and API); 404 until the export has succeeded."""
     zip_path = export_zip_path(export)
     if export.status != JobStatus.SUCCEEDED or not zip_path.is_file():
         raise Http404("This export has no zip yet.")
