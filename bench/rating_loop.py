@@ -181,12 +181,14 @@ class Server:
                     procs.append(proc)
         return procs
 
-    def cpu_seconds(self) -> dict[int, float]:
+    def cpu_seconds(self) -> dict[tuple[str, int], float]:
+        """CPU seconds per (role, pid): role is "db" for PostgreSQL backends, "web" for gunicorn."""
         times = {}
         for proc in self.processes():
             try:
                 t = proc.cpu_times()
-                times[proc.pid] = t.user + t.system
+                role = "db" if proc.name().startswith("postgres") else "web"
+                times[(role, proc.pid)] = t.user + t.system
             except psutil.NoSuchProcess:
                 continue
         return times
@@ -283,7 +285,10 @@ def run_level(server: Server, db: str, clients: int, seconds: float, warmup: flo
     for t in threads:
         t.join(timeout=60)
     loops = sum(t.loops for t in threads)
-    cpu = sum(after - cpu_before.get(pid, 0.0) for pid, after in cpu_after.items())
+    cpu_by_role = {"web": 0.0, "db": 0.0}
+    for key, after in cpu_after.items():
+        cpu_by_role[key[0]] += after - cpu_before.get(key, 0.0)
+    cpu = sum(cpu_by_role.values())
     latencies = {kind: [v for t in threads for v in t.latency[kind]] for kind in ("next", "submit")}
     errors = [e for t in threads for e in t.errors]
     submitted = {pid: values for t in threads for pid, values in t.submitted.items()}
@@ -292,6 +297,8 @@ def run_level(server: Server, db: str, clients: int, seconds: float, warmup: flo
         "clients": clients,
         "loops_per_s": loops / elapsed,
         "cpu_ms_per_loop": 1000 * cpu / loops if loops else float("nan"),
+        "cpu_web_ms_per_loop": 1000 * cpu_by_role["web"] / loops if loops else float("nan"),
+        "cpu_db_ms_per_loop": 1000 * cpu_by_role["db"] / loops if loops else float("nan"),
         "latency": {kind: {q: percentile(vals, q) for q in (50, 95, 99)} for kind, vals in latencies.items()},
         "all_p95": percentile(latencies["next"] + latencies["submit"], 95),
         "errors": errors,
@@ -400,7 +407,7 @@ def main() -> int:
 def print_row(r: dict, header: bool = False) -> None:
     if header:
         print(
-            f"{'db':9} {'clients':>7} {'loops/s':>8} {'cpu ms/loop':>11} "
+            f"{'db':9} {'clients':>7} {'loops/s':>8} {'cpu ms/loop':>11} {'web+db':>11} "
             f"{'next p50/p95/p99 ms':>22} {'submit p50/p95/p99 ms':>22}  check"
         )
     lat = " ".join(f"{r['latency']['next'][q]:6.1f}" for q in (50, 95, 99))
@@ -408,7 +415,8 @@ def print_row(r: dict, header: bool = False) -> None:
     c = r["check"]
     ok = c["ratings_match"] and not c["over_k"] and not c["counter_mismatch"] and not c["missing_assignments"]
     print(
-        f"{r['db']:9} {r['clients']:>7} {r['loops_per_s']:8.1f} {r['cpu_ms_per_loop']:11.1f} {lat:>22} {lat2:>22}  "
+        f"{r['db']:9} {r['clients']:>7} {r['loops_per_s']:8.1f} {r['cpu_ms_per_loop']:11.1f} "
+        f"{r['cpu_web_ms_per_loop']:5.1f}+{r['cpu_db_ms_per_loop']:<5.1f} {lat:>22} {lat2:>22}  "
         f"{'ok' if ok else 'FAIL'} ({c['submitted']} pairs, {c['ratings']} ratings, over k: {c['over_k']})"
         + (f" errors: {r['errors'][:2]}" if r["errors"] else ""),
         flush=True,

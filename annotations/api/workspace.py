@@ -53,10 +53,11 @@ def _clinician_study(request: Request, slug: str) -> Study:
 
 def _own_assignment(request: Request, public_id: uuid.UUID, *, with_content: bool = False) -> Assignment:
     # rules.has_perm, not user.has_perm: Django grants a superuser every permission, and admins must never rate.
-    queryset = Assignment.objects.select_related(*(PAIR_RELATED if with_content else ("study",)))
+    queryset = Assignment.objects.select_related("rater", *(PAIR_RELATED if with_content else ("study",)))
     assignment = queryset.filter(public_id=public_id, rater__user=request.user).first()
     if assignment is None or not rules.has_perm("annotations.rate_in_study", request.user, assignment.study):
         raise Http404
+    assignment.rater.user = request.user  # the rater is this account: no query when services need it
     return assignment
 
 
@@ -128,9 +129,7 @@ class PairSubmitApi(APIView):
         body = RatingBody(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            outcome = rating_submit(
-                assignment=assignment, rater=rater_for_user(user=request.user), data=body.rating_input()
-            )
+            outcome = rating_submit(assignment=assignment, rater=assignment.rater, data=body.rating_input())
         except DjangoValidationError as exc:
             _raise_api_error(exc)
         feedback = [f.__dict__ for f in outcome.feedback] if outcome.feedback is not None else None
@@ -144,9 +143,7 @@ class PairReviseApi(APIView):
         body = RatingBody(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            revised = rating_revise(
-                assignment=assignment, rater=rater_for_user(user=request.user), data=body.rating_input()
-            )
+            revised = rating_revise(assignment=assignment, rater=assignment.rater, data=body.rating_input())
         except DjangoValidationError as exc:
             _raise_api_error(exc)
         return Response({"status": revised.status, "created": False, "feedback": None})
@@ -164,7 +161,7 @@ class PairSkipApi(APIView):
         body.is_valid(raise_exception=True)
         try:
             skipped = assignment_skip(
-                assignment=assignment, rater=rater_for_user(user=request.user), reason=body.validated_data["reason"]
+                assignment=assignment, rater=assignment.rater, reason=body.validated_data["reason"]
             )
         except DjangoValidationError as exc:
             _raise_api_error(exc)
@@ -184,7 +181,7 @@ class PairDraftApi(APIView):
         body = DraftBody(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            saved = draft_save(assignment=assignment, rater=rater_for_user(user=request.user), **body.validated_data)
+            saved = draft_save(assignment=assignment, rater=assignment.rater, **body.validated_data)
         except DjangoValidationError as exc:
             _raise_api_error(exc)
         return Response({"saved": saved})

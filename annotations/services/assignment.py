@@ -171,6 +171,20 @@ def leases_expire(*, study: Study, now: datetime | None = None, exclude_rater: R
     return expired
 
 
+# Leases last tens of minutes, so sweeping a study once every few seconds per process is as good as on
+# every request, and it saves a query on the hot path. Leases are also swept from the study page.
+SWEEP_INTERVAL = timedelta(seconds=10)
+_last_sweep: dict[int, datetime] = {}
+
+
+def _sweep_due(*, study_id: int, now: datetime) -> bool:
+    last = _last_sweep.get(study_id)
+    if last is not None and last <= now < last + SWEEP_INTERVAL:
+        return False
+    _last_sweep[study_id] = now
+    return True
+
+
 # ---- the next pair ----------------------------------------------------------------------------
 
 
@@ -288,16 +302,26 @@ def assignment_next(*, study: Study, rater: Rater, now: datetime | None = None) 
     now = now or timezone.now()
     if study.status != Study.Status.OPEN:
         return None
-    leases_expire(study=study, now=now, exclude_rater=rater)
+    if _sweep_due(study_id=study.pk, now=now):
+        leases_expire(study=study, now=now, exclude_rater=rater)
     with transaction.atomic():
         # Serialise this rater's requests: a double click or two tabs must not claim two pairs.
         list(Rater.objects.select_for_update(no_key=True).filter(pk=rater.pk).values_list("pk", flat=True))
         lease_until = now + timedelta(minutes=study.lease_minutes)
-        current = (
+        # Usually there is no current lease (the rater just submitted): look for its id first, and load the
+        # pair's content only when there is one, which keeps the common path to a small query.
+        current_pk = (
             Assignment.objects.filter(study=study, rater=rater, status=Assignment.Status.LEASED)
-            .select_related("comparison__prompt", "comparison__response_first", "comparison__response_second")
             .order_by("created_at", "pk")
+            .values_list("pk", flat=True)
             .first()
+        )
+        current = (
+            Assignment.objects.select_related(
+                "comparison__prompt", "comparison__response_first", "comparison__response_second"
+            ).get(pk=current_pk)
+            if current_pk is not None
+            else None
         )
         # Renew it: still counted in its comparison unless another rater's sweep expired it a moment ago.
         if (
