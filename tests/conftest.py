@@ -118,3 +118,17 @@ def _database_url() -> str:
     port = db.get("PORT") or 5432
     user = db.get("USER") or "postgres"
     return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server, django_db_setup, django_db_blocker):
+    """pytest-django's live server; afterwards, end the database sessions its threads left open, so that the
+    test database can be dropped cleanly."""
+    yield live_server
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
