@@ -111,19 +111,22 @@ def export_records_sql(query: ExportQuery) -> tuple[str, list[Any]]:
     """The one SELECT an export streams: a row per comparison with at least one vote, ordered by id.
 
     Columns: comparison id, prompt external id, prompt messages (JSON text), first response id, content,
-    system name, second response id, content, system name, votes (JSON text). Votes are sorted by
-    criterion, then rater, so the same data always gives the same record.
+    system name, second response id, content, system name, votes (JSON text). PostgreSQL aggregates the
+    votes with a LATERAL json_agg; SQLite (the `make run` default) with a correlated json_group_array.
     """
     votes, vote_params = _vote_sources(query)
     where, where_params = _comparison_filter(query)
-    sql = f"""
-SELECT c.id, p.external_id, p.messages::text, rf.id, rf.content, sf.name, rs.id, rs.content, ss.name, v.votes
+    joins = f"""
 FROM {_t(Comparison)} c
 JOIN {_t(Prompt)} p ON p.id = c.prompt_id
 JOIN {_t(Response)} rf ON rf.id = c.response_first_id
 JOIN {_t(System)} sf ON sf.id = rf.system_id
 JOIN {_t(Response)} rs ON rs.id = c.response_second_id
-JOIN {_t(System)} ss ON ss.id = rs.system_id
+JOIN {_t(System)} ss ON ss.id = rs.system_id"""  # noqa: S608 (table names only)
+    if connection.vendor == "postgresql":
+        sql = f"""
+SELECT c.id, p.external_id, p.messages::text, rf.id, rf.content, sf.name, rs.id, rs.content, ss.name, v.votes
+{joins}
 JOIN LATERAL (
     SELECT json_agg(json_build_array(x.criterion, x.rater, x.is_judge, x.value, x.flagged)
                     ORDER BY x.criterion, x.is_judge, x.rater)::text AS votes
@@ -132,7 +135,18 @@ JOIN LATERAL (
 ) v ON v.votes IS NOT NULL
 WHERE {where}
 ORDER BY c.id"""  # noqa: S608 (table names and placeholders only)
-    # The lateral subquery's parameters come before the WHERE clause's, in text order.
+    else:
+        sql = f"""
+SELECT * FROM (
+SELECT c.id, p.external_id, p.messages, rf.id, rf.content, sf.name, rs.id, rs.content, ss.name,
+    (SELECT json_group_array(json_array(x.criterion, x.rater, x.is_judge, x.value, x.flagged))
+     FROM ({votes}
+     ) x) AS votes
+{joins}
+WHERE {where}
+) WHERE votes <> '[]'
+ORDER BY 1"""  # noqa: S608 (table names and placeholders only)
+    # The vote subquery's parameters come before the WHERE clause's, in text order.
     return sql, [*vote_params, *where_params]
 
 
@@ -146,8 +160,8 @@ def _record(row: tuple[Any, ...]) -> ComparisonRecord:
         first=ResponseRecord(response_id=str(first_id), content=first_content, system=first_system),
         second=ResponseRecord(response_id=str(second_id), content=second_content, system=second_system),
         votes=tuple(
-            VoteRecord(criterion=k, rater=r, is_judge=j, value=v, both_unacceptable=u)
-            for k, r, j, v, u in json.loads(votes)
+            VoteRecord(criterion=k, rater=r, is_judge=bool(j), value=v, both_unacceptable=bool(u))
+            for k, r, j, v, u in sorted(json.loads(votes), key=lambda vote: (vote[0], bool(vote[2]), vote[1]))
         ),
     )
 
@@ -208,7 +222,13 @@ class ExportReader:
         # A named cursor: PostgreSQL sends chunk_rows rows per round trip, never the whole result.
         with connection.chunked_cursor() as cursor:
             cursor.execute(sql, params)
-            for rows in _fetched_ahead(lambda: cursor.fetchmany(chunk_rows)):
+            # SQLite's connection belongs to this thread: fetch in line there.
+            chunks = (
+                _fetched_ahead(lambda: cursor.fetchmany(chunk_rows))
+                if connection.vendor == "postgresql"
+                else iter(lambda: cursor.fetchmany(chunk_rows), [])
+            )
+            for rows in chunks:
                 for row in rows:
                     yield _record(row)
 

@@ -2,7 +2,7 @@
 # make run: SQLite and the filesystem broker under var/, the web server and a real Celery worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p var/broker/out var/broker/processed
+mkdir -p var
 if [ ! -s var/secret_key ]; then
   .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key
   chmod 600 var/secret_key

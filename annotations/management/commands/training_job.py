@@ -30,7 +30,12 @@ class Command(BaseCommand):
             "--input", dest="inputs", action="append", default=[], help="public id of an input job (repeat)"
         )
         launch.add_argument(
-            "--set", dest="settings", action="append", default=[], metavar="OPTION=VALUE", help="a TrainingSpec option"
+            "--set",
+            dest="spec_options",
+            action="append",
+            default=[],
+            metavar="OPTION=VALUE",
+            help="a TrainingSpec option",
         )
         launch.add_argument("--user", help="username recorded as the launcher")
         cancel = actions.add_parser("cancel", help="Cancel a queued job, or ask a running one to stop.")
@@ -48,7 +53,7 @@ class Command(BaseCommand):
             errors = exc.message_dict if hasattr(exc, "error_dict") else {"error": exc.messages}
             raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())) from None
 
-    def _launch(self, *, study, kind, base_model, export, criterion, weights, inputs, settings, user, **_) -> None:
+    def _launch(self, *, study, kind, base_model, export, criterion, weights, inputs, spec_options, user, **_) -> None:
         target = Study.objects.filter(slug=study).first()
         if target is None:
             raise CommandError(f"No study {study!r}.")
@@ -64,7 +69,7 @@ class Command(BaseCommand):
             parsed_weights = json.loads(weights)
         except json.JSONDecodeError as exc:
             raise CommandError(f"--weights is not JSON: {exc}") from None
-        hyperparameters = dict(item.split("=", 1) for item in settings if "=" in item)
+        hyperparameters = dict(item.split("=", 1) for item in spec_options if "=" in item)
         actor = get_user_model().objects.filter(username=user).first() if user else None
         job = training_job_launch(
             study=target,
