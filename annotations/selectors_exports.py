@@ -122,7 +122,7 @@ JOIN {_t(Prompt)} p ON p.id = c.prompt_id
 JOIN {_t(Response)} rf ON rf.id = c.response_first_id
 JOIN {_t(System)} sf ON sf.id = rf.system_id
 JOIN {_t(Response)} rs ON rs.id = c.response_second_id
-JOIN {_t(System)} ss ON ss.id = rs.system_id"""  # noqa: S608 (table names only)
+JOIN {_t(System)} ss ON ss.id = rs.system_id"""
     if connection.vendor == "postgresql":
         sql = f"""
 SELECT c.id, p.external_id, p.messages::text, rf.id, rf.content, sf.name, rs.id, rs.content, ss.name, v.votes
