@@ -284,3 +284,49 @@ def report_rater_choices(*, study: Study) -> list[str]:
     )
     judging = Judgment.objects.filter(comparison__study=study).values_list("judge__rater__label", flat=True).distinct()
     return sorted(set(rating) | set(judging))
+
+
+# Groups of clinicians smaller than this are merged into "other", so the panel never singles anyone out.
+PANEL_MIN_CELL = 3
+
+
+def clinician_panel(*, study: Study) -> dict[str, Any]:
+    """Who the clinicians who submitted ratings in the study are, in aggregate only.
+
+    Licence types and specialties with fewer than PANEL_MIN_CELL clinicians are merged into "other";
+    years of practice are summarised only when at least PANEL_MIN_CELL clinicians gave them.
+    """
+    from statistics import median
+
+    from annotations.models import Profile
+
+    profiles = list(
+        Profile.objects.filter(
+            role=Profile.Role.CLINICIAN,
+            user__rater__assignments__study=study,
+            user__rater__assignments__status=Assignment.Status.SUBMITTED,
+        )
+        .distinct()
+        .values_list("licence_type", "years_of_practice", "specialties")
+    )
+
+    def grouped(values: list[str]) -> list[dict[str, Any]]:
+        counts: dict[str, int] = {}
+        for value in values:
+            counts[value] = counts.get(value, 0) + 1
+        shown = sorted((v, n) for v, n in counts.items() if n >= PANEL_MIN_CELL)
+        other = sum(n for n in counts.values() if n < PANEL_MIN_CELL)
+        return [{"value": v, "count": n} for v, n in shown] + ([{"value": "other", "count": other}] if other else [])
+
+    years = [y for _, y, _ in profiles if y is not None]
+    return {
+        "n_clinicians": len(profiles),
+        "min_cell": PANEL_MIN_CELL,
+        "licence_types": grouped([licence or "not given" for licence, _, _ in profiles]),
+        "specialties": grouped([s for _, _, specialties in profiles for s in (specialties or [])]),
+        "years_of_practice": (
+            {"n": len(years), "median": median(years), "min": min(years), "max": max(years)}
+            if len(years) >= PANEL_MIN_CELL
+            else None
+        ),
+    }

@@ -24,6 +24,7 @@ from django.utils import timezone
 from annotations.models import JobStatus, ReportSnapshot, Study
 from annotations.selectors_reports import (
     ReportFilters,
+    clinician_panel,
     report_data_summary,
     report_gold_exclusion,
     report_table,
@@ -264,6 +265,7 @@ def report_document(*, study: Study, snapshot: ReportSnapshot) -> dict[str, Any]
         },
         "criteria": result.get("criteria"),
         "rater_kinds": result.get("rater_kinds"),
+        "clinician_panel": clinician_panel(study=study),
         "report": result.get("report"),
     }
 
