@@ -86,7 +86,7 @@ def _account_build(
     profile.full_clean(exclude=["user"])
     profile.save()
     if role == Profile.Role.CLINICIAN:
-        Rater.objects.get_or_create(kind=Rater.Kind.CLINICIAN, label=username, defaults={"user": user})
+        clinician_rater_ensure(user=user)
     return user
 
 
@@ -214,9 +214,19 @@ def role_change(*, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | 
     user.is_staff = role == Profile.Role.ADMIN or user.is_superuser
     user.save(update_fields=["is_staff"])
     if role == Profile.Role.CLINICIAN:
-        Rater.objects.get_or_create(kind=Rater.Kind.CLINICIAN, label=user.get_username(), defaults={"user": user})
+        clinician_rater_ensure(user=user)
     audit_record(actor=actor, action="role.change", obj=user, data={"from": previous, "to": role})
     return profile
+
+
+def clinician_rater_ensure(*, user: AbstractBaseUser) -> Rater:
+    """The clinician rater of an account (who their ratings belong to), created on first use."""
+    rater = Rater.objects.filter(user=user).first()
+    if rater is None:
+        rater, _ = Rater.objects.get_or_create(
+            kind=Rater.Kind.CLINICIAN, label=user.get_username(), defaults={"user": user}
+        )
+    return rater
 
 
 @transaction.atomic
@@ -235,7 +245,7 @@ def study_member_set(
     if current is not None and current.role == StudyMembership.Role.OWNER and role != StudyMembership.Role.OWNER:
         _ensure_another_owner(study=study, user=user)
     if role == StudyMembership.Role.CLINICIAN:
-        Rater.objects.get_or_create(kind=Rater.Kind.CLINICIAN, label=user.get_username(), defaults={"user": user})
+        clinician_rater_ensure(user=user)
     return membership_set(study=study, user=user, role=role, actor=actor, quota=quota)
 
 

@@ -36,6 +36,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from annotations.models import Assignment, Comparison, Rater, Rating, Study, StudyMembership
+from annotations.services.accounts import clinician_rater_ensure, study_member_set
 from annotations.services.audit import audit_record
 from annotations.services.studies import study_criteria
 
@@ -50,13 +51,9 @@ EXPIRE_BATCH = 500
 
 
 def rater_for_user(*, user: AbstractBaseUser) -> Rater:
-    """The clinician rater of an account, created on first use."""
-    rater = Rater.objects.filter(user=user).first()
-    if rater is None:
-        rater, _ = Rater.objects.get_or_create(
-            kind=Rater.Kind.CLINICIAN, label=user.get_username(), defaults={"user": user}
-        )
-    rater.user = user  # already loaded: saves a query wherever the rater's account is needed (audit rows)
+    """The clinician rater of an account, with the account attached (saves a query for audit rows)."""
+    rater = clinician_rater_ensure(user=user)
+    rater.user = user
     return rater
 
 
@@ -64,22 +61,13 @@ def rater_for_user(*, user: AbstractBaseUser) -> Rater:
 def clinician_assign(
     *, study: Study, user: AbstractBaseUser, actor: AbstractBaseUser | None, quota: int | None = None
 ) -> StudyMembership:
-    """Make `user` a clinician member of `study` (with an optional personal quota) and ensure their rater."""
+    """Make `user` a clinician member of `study` (with an optional personal quota) and ensure their rater.
+
+    Refuses to turn a researcher or owner of the study into a rater of it."""
     existing = StudyMembership.objects.filter(study=study, user=user).first()
     if existing is not None and existing.role != StudyMembership.Role.CLINICIAN:
         raise ValidationError({"user": f"{user.get_username()} is already a {existing.role} of this study."})
-    membership, created = StudyMembership.objects.update_or_create(
-        study=study, user=user, defaults={"role": StudyMembership.Role.CLINICIAN, "quota": quota}
-    )
-    rater_for_user(user=user)
-    audit_record(
-        actor=actor,
-        action="membership.clinician",
-        study=study,
-        obj=membership,
-        data={"user": user.get_username(), "quota": quota, "created": created},
-    )
-    return membership
+    return study_member_set(study=study, user=user, role=StudyMembership.Role.CLINICIAN, actor=actor, quota=quota)
 
 
 def rater_quota(*, study: Study, rater: Rater) -> int | None:

@@ -10,7 +10,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from annotations.models import Comparison, Profile, Rater, ScreeningHit, Study, StudyMembership
+from annotations.models import Comparison, Profile, ScreeningHit, Study, StudyMembership
+from annotations.services.accounts import account_create
 from annotations.services.comparisons import comparisons_build, responses_screen, screening_hit_resolve
 from annotations.services.importing import import_study_file
 from annotations.services.studies import study_create, study_open
@@ -32,16 +33,13 @@ class DemoResult:
     study: Study
 
 
-def account_ensure(*, username: str, role: str, is_staff: bool = False) -> str | None:
+def account_ensure(*, username: str, role: str) -> str | None:
     """Create the account with a random password (returned) if missing; None if it already exists."""
     user_model = get_user_model()
     if user_model.objects.filter(username=username).exists():
         return None
     password = secrets.token_urlsafe(12)
-    user = user_model.objects.create_user(username=username, password=password, is_staff=is_staff)
-    Profile.objects.create(user=user, role=role)
-    if role == Profile.Role.CLINICIAN:
-        Rater.objects.get_or_create(kind=Rater.Kind.CLINICIAN, label=username, defaults={"user": user})
+    account_create(username=username, email=f"{username}@demo.invalid", role=role, actor=None, password=password)
     return password
 
 
