@@ -2,11 +2,15 @@
 # make test: browser and services first, then the whole suite on PostgreSQL with a real Celery worker on Redis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium >/dev/null; then
+# Debian packages the browser tests need: Chromium, and npm for axe-core.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "Chromium is missing: sudo apt-get install chromium" >&2; exit 1
+    echo "Missing: ${missing[*]}: sudo apt-get install ${missing[*]}" >&2; exit 1
   fi
 fi
 scripts/services.sh
