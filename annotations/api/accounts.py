@@ -22,15 +22,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from annotations.api.errors import api_validation_error
 from annotations.api.studies import api_study
 from annotations.models import Invitation, Profile, StudyMembership
 from annotations.permissions import is_admin
 from annotations.services import accounts as account_services
-
-
-def _django_errors(exc: DjangoValidationError) -> ValidationError:
-    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
-
 
 # Token ---------------------------------------------------------------------------------------------------------
 
@@ -163,7 +159,7 @@ class StudyMemberListApi(ListAPIView):
                 actor=request.user,
             )
         except DjangoValidationError as exc:
-            raise _django_errors(exc) from None
+            raise api_validation_error(exc) from None
         return Response(MemberOutput(membership).data)
 
 
@@ -179,7 +175,7 @@ class StudyMemberApi(APIView):
         try:
             account_services.study_member_remove(study=study, user=user, actor=request.user)
         except DjangoValidationError as exc:
-            raise _django_errors(exc) from None
+            raise api_validation_error(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -252,7 +248,7 @@ class AccountListApi(_AdminOnly, ListAPIView):
                 actor=request.user,
             )
         except DjangoValidationError as exc:
-            raise _django_errors(exc) from None
+            raise api_validation_error(exc) from None
         return Response(AccountOutput(user).data, status=status.HTTP_201_CREATED)
 
 
@@ -274,7 +270,7 @@ class AccountRoleApi(_AdminOnly, APIView):
         try:
             account_services.role_change(user=user, role=data.validated_data["role"], actor=request.user)
         except DjangoValidationError as exc:
-            raise _django_errors(exc) from None
+            raise api_validation_error(exc) from None
         user.refresh_from_db()
         return Response(AccountOutput(user).data)
 
@@ -325,7 +321,7 @@ class InvitationListApi(_AdminOnly, ListAPIView):
                 actor=request.user,
             )
         except DjangoValidationError as exc:
-            raise _django_errors(exc) from None
+            raise api_validation_error(exc) from None
         url = request.build_absolute_uri(reverse("invitation-accept", args=[invitation.token]))
         return Response({**InvitationOutput(invitation).data, "url": url}, status=status.HTTP_201_CREATED)
 

@@ -3,9 +3,13 @@
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from annotations.views.common import error_dict
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -68,3 +72,8 @@ def document_error_responses(result: dict[str, Any], generator, request, public)
                     {"description": description, "content": {"application/json": {"schema": reference}}},
                 )
     return result
+
+
+def api_validation_error(exc: DjangoValidationError, key: str = "non_field_errors") -> ValidationError:
+    """A service's ValidationError as the API's 400: per-field messages, or all of them under `key`."""
+    return ValidationError(error_dict(exc, key))

@@ -8,11 +8,11 @@ from django.http import FileResponse, Http404
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations.api.errors import api_validation_error
 from annotations.api.studies import api_study
 from annotations.exporting.rows import FILE_FORMATS, FORMATS
 from annotations.models import JobStatus, PreferenceExport, Study
@@ -89,9 +89,7 @@ class ExportListCreateApi(APIView):
                 filters=values["filters"],
             )
         except DjangoValidationError as exc:
-            raise ValidationError(
-                exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-            ) from None
+            raise api_validation_error(exc) from None
         finished = export.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
         return Response(
             export_summary(export), status=status.HTTP_201_CREATED if finished else status.HTTP_202_ACCEPTED

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations.api.errors import api_validation_error
 from annotations.api.studies import api_study
 from annotations.models import PreferenceExport, Study, TrainingJob
 from annotations.services.training_jobs import (
@@ -32,10 +33,6 @@ def _api_job(study: Study, public_id: uuid.UUID) -> TrainingJob:
     if job is None:
         raise Http404
     return job
-
-
-def _field_errors(exc: DjangoValidationError) -> ValidationError:
-    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
 
 
 class JobOutput(serializers.Serializer):
@@ -104,7 +101,7 @@ class JobListCreateApi(APIView):
                 actor=request.user,
             )
         except DjangoValidationError as exc:
-            raise _field_errors(exc) from None
+            raise api_validation_error(exc) from None
         return Response(
             {**training_job_progress(job), "lineage": training_job_lineage(job)}, status=status.HTTP_201_CREATED
         )
@@ -137,7 +134,7 @@ class JobCancelApi(APIView):
         try:
             job = training_job_cancel(job=job, actor=request.user)
         except DjangoValidationError as exc:
-            raise _field_errors(exc) from None
+            raise api_validation_error(exc) from None
         return Response(training_job_progress(job))
 
 
@@ -159,7 +156,7 @@ class JobRegisterSystemApi(APIView):
         try:
             system = training_job_register_system(job=job, name=data.validated_data["name"], actor=request.user)
         except DjangoValidationError as exc:
-            raise _field_errors(exc) from None
+            raise api_validation_error(exc) from None
         return Response({"name": system.name, "training_job": str(job.public_id)}, status=status.HTTP_201_CREATED)
 
 

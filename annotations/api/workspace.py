@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations.api.errors import api_validation_error
 from annotations.api.studies import api_study
 from annotations.models import Assignment, Comparison, Profile, Study
 from annotations.services.assignment import (
@@ -67,7 +68,7 @@ def _raise_api_error(exc: DjangoValidationError):
         conflict = Conflict(detail=" ".join(exc.messages), code=code)
         conflict.default_code = code  # the API's error shape reports default_code
         raise conflict from None
-    raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from None
+    raise api_validation_error(exc, "detail") from None
 
 
 class RatingBody(serializers.Serializer):

@@ -24,7 +24,7 @@ from annotations.services.exports import (
     exports_for_study,
 )
 from annotations.services.studies import study_criteria
-from annotations.views.common import study_for
+from annotations.views.common import error_dict, study_for
 
 # While an export runs its page reloads itself this often (no script needed for a progress bar).
 REFRESH_SECONDS = 2
@@ -85,7 +85,7 @@ def export_list(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             export = export_create(study=study, actor=request.user, **_settings_from_form(request.POST))
         except ValidationError as exc:
-            errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+            errors = error_dict(exc)
         else:
             if export.status == JobStatus.SUCCEEDED:
                 messages.success(request, "Export written.")

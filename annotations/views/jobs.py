@@ -25,7 +25,7 @@ from annotations.services.training_jobs import (
     training_job_register_system,
     training_jobs_for_study,
 )
-from annotations.views.common import study_for
+from annotations.views.common import error_dict, study_for
 
 # The options the launch form shows (the others keep TrainingSpec's defaults; the API takes them all).
 FORM_OPTIONS = (
@@ -107,7 +107,7 @@ def job_list(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             job = _launch_from_form(request, study)
         except ValidationError as exc:
-            errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+            errors = error_dict(exc)
         else:
             messages.success(request, "Job queued.")
             return redirect("job-detail", slug=study.slug, public_id=job.public_id)

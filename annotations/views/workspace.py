@@ -32,6 +32,7 @@ from annotations.services.rating import (
     rating_submit,
     scale_options,
 )
+from annotations.views.common import error_dict
 
 PAIR_RELATED = ("study", "comparison__prompt", "comparison__response_first", "comparison__response_second")
 
@@ -249,7 +250,7 @@ def workspace_submit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse
         if getattr(exc, "code", None) in ("lease_lost", "study_closed", "skipped"):
             messages.error(request, " ".join(exc.messages))
             return redirect("workspace-home")
-        errors = exc.message_dict if hasattr(exc, "error_dict") else {"form": exc.messages}
+        errors = error_dict(exc, "form")
         return _render_pair(request, assignment, state=_state_from_input(data), errors=errors, status=400)
     if revising:
         messages.success(request, "Your revised answers are saved.")

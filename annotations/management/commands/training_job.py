@@ -12,6 +12,7 @@ from annotations.services.training_jobs import (
     training_job_progress,
     training_jobs_recover,
 )
+from annotations.views.common import error_dict
 
 
 class Command(BaseCommand):
@@ -50,7 +51,7 @@ class Command(BaseCommand):
         try:
             getattr(self, f"_{action}")(**options)
         except ValidationError as exc:
-            errors = exc.message_dict if hasattr(exc, "error_dict") else {"error": exc.messages}
+            errors = error_dict(exc, "error")
             raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())) from None
 
     def _launch(self, *, study, kind, base_model, export, criterion, weights, inputs, spec_options, user, **_) -> None:
