@@ -157,11 +157,6 @@ def ordinal_weights(n_categories: int) -> np.ndarray:
     return 1.0 - pairs / pairs.max()
 
 
-def quadratic_weights(n_categories: int) -> np.ndarray:
-    distance = np.subtract.outer(np.arange(n_categories), np.arange(n_categories)).astype(float)
-    return 1.0 - distance**2 / (n_categories - 1) ** 2
-
-
 def gwet_item_terms(value_counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per item: [pa_i if r_i >= 2 else 0, 1 if r_i >= 2, r_ik / r_i for each k (0 if r_i = 0), 1 if r_i >= 1].
 
