@@ -1,6 +1,7 @@
 from annotations.models.accounts import Invitation, Profile
 from annotations.models.audit import AuditEvent
 from annotations.models.content import Comparison, Prompt, Response, ScreeningHit, System
+from annotations.models.judging import GenerationRun, JudgeRun, JudgeTemplate, JudgmentCall
 from annotations.models.jobs import JobStatus, PreferenceExport, ReportSnapshot, TrainingJob, TrainingMetric
 from annotations.models.rating import Assignment, Judge, Judgment, Rater, Rating
 from annotations.models.study import SCALE_CHOICES, Criterion, Study, StudyCriterion, StudyMembership
@@ -11,10 +12,14 @@ __all__ = [
     "AuditEvent",
     "Comparison",
     "Criterion",
+    "GenerationRun",
     "Invitation",
     "JobStatus",
     "Judge",
+    "JudgeRun",
+    "JudgeTemplate",
     "Judgment",
+    "JudgmentCall",
     "PreferenceExport",
     "Profile",
     "Prompt",

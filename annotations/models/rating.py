@@ -100,24 +100,76 @@ class Rating(models.Model):
 
 
 class Judge(models.Model):
-    """An AI evaluator: a reward model trained here, an LLM behind an OpenAI-compatible endpoint, or imported."""
+    """An AI evaluator: a reward model trained here, an LLM behind an OpenAI-compatible endpoint, or imported.
+
+    Endpoint and reward-model judges belong to one study (its researcher configures them); imported judges
+    are known only by their label, like external raters.
+    """
 
     class Kind(models.TextChoices):
-        REWARD_MODEL = "reward_model"
-        LLM_ENDPOINT = "llm_endpoint"
-        IMPORTED = "imported"
+        REWARD_MODEL = "reward_model", "Reward models trained here"
+        LLM_ENDPOINT = "llm_endpoint", "LLM (OpenAI-compatible endpoint)"
+        IMPORTED = "imported", "Imported judgments"
+
+    class Mode(models.TextChoices):
+        JOINT = "joint", "One request per pair and order (all criteria)"
+        PER_CRITERION = "per_criterion", "One request per criterion"
 
     rater = models.OneToOneField(Rater, on_delete=models.PROTECT, related_name="judge")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.IMPORTED)
+    study = models.ForeignKey(
+        "annotations.Study", null=True, blank=True, on_delete=models.CASCADE, related_name="judges"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    # LLM endpoint: where and what to call. The key is never stored in clear: either the name of an
+    # environment variable of the worker, or the key encrypted with a key derived from SECRET_KEY.
+    base_url = models.URLField(max_length=500, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    api_key_env = models.CharField(max_length=100, blank=True)
+    api_key_encrypted = models.TextField(blank=True)
+    template = models.ForeignKey(
+        "annotations.JudgeTemplate", null=True, blank=True, on_delete=models.PROTECT, related_name="judges"
+    )
+    persona = models.TextField(blank=True, help_text="Optional persona text put before the judge's instructions.")
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.JOINT)
+    swap = models.BooleanField(default=True, help_text="Judge every pair in both orders.")
+    concurrency = models.PositiveSmallIntegerField(default=8)
+    timeout_seconds = models.PositiveSmallIntegerField(default=120)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    temperature = models.FloatField(default=0.0)
+    seed = models.BigIntegerField(null=True, blank=True, default=0)
+    # Kind-specific settings: for reward-model judges {"reward_jobs": {criterion_key: training job id}}.
     config = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "name"], condition=models.Q(study__isnull=False), name="judge_study_name_unique"
+            ),
+        ]
+        ordering = ["name", "id"]
+
     def __str__(self) -> str:
-        return self.rater.label
+        return self.name or self.rater.label
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.rater.label
 
 
 class Judgment(models.Model):
-    """A judge's verdict on one criterion of one comparison, canonical orientation like Rating."""
+    """A judge's verdict on one criterion of one comparison, canonical orientation like Rating.
+
+    For a judge run in both orders, `value` is the agreed verdict, or 0 (a tie) with consistency
+    `inconsistent` when the two orders disagree; the per-order verdicts are on its JudgmentCalls.
+    """
+
+    class Consistency(models.TextChoices):
+        CONSISTENT = "consistent", "Both orders agree"
+        INCONSISTENT = "inconsistent", "Orders disagree (counted as a tie)"
+        SINGLE = "single", "Judged in one order"
 
     judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="judgments")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judgments")
@@ -127,6 +179,11 @@ class Judgment(models.Model):
     both_unacceptable = models.BooleanField(default=False)
     rationale = models.TextField(blank=True)
     raw = models.JSONField(default=dict, blank=True)
+    consistency = models.CharField(max_length=12, choices=Consistency.choices, default=Consistency.SINGLE)
+    run = models.ForeignKey(
+        "annotations.JudgeRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="judgments"
+    )
+    template_version = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
