@@ -1,8 +1,8 @@
 from annotations.models.accounts import Invitation, Profile
 from annotations.models.audit import AuditEvent
 from annotations.models.content import Comparison, Prompt, Response, ScreeningHit, System
-from annotations.models.judging import GenerationRun, JudgeRun, JudgeTemplate, JudgmentCall
 from annotations.models.jobs import JobStatus, PreferenceExport, ReportSnapshot, TrainingJob, TrainingMetric
+from annotations.models.judging import GenerationRun, JudgeRun, JudgeTemplate, JudgmentCall
 from annotations.models.rating import Assignment, Judge, Judgment, Rater, Rating
 from annotations.models.study import SCALE_CHOICES, Criterion, Study, StudyCriterion, StudyMembership
 
