@@ -2,7 +2,7 @@
 
 import logging
 
-from celery import shared_task
+from celery import current_task, shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
@@ -74,3 +74,44 @@ def preference_export_run(export_id: int) -> str:
     from annotations.services.exports import export_run
 
     return export_run(export_id=export_id)
+
+
+@shared_task(
+    name="annotations.tasks.generation_run_execute",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.CELERY_TRAINING_SOFT_TIME_LIMIT,
+    time_limit=settings.CELERY_TRAINING_TIME_LIMIT,
+)
+def generation_run_execute(self, run_id: int) -> str:
+    """Run one generation run: queue `gpu` for a trained model, `default` for an endpoint (chosen at
+    dispatch). Idempotent: the claim in the database decides whether to run."""
+    from annotations.services.generation import generation_run_execute as execute
+
+    soft_limit = settings.CELERY_TRAINING_SOFT_TIME_LIMIT
+    stop_after = max(soft_limit - TRAINING_STOP_MARGIN_SECONDS, soft_limit * 0.9)
+    return execute(run_id=run_id, worker=self.request.hostname or "", stop_after_seconds=stop_after)
+
+
+@worker_ready.connect(dispatch_uid="annotations.recover_generation_runs_on_worker_ready")
+def recover_generation_runs_on_worker_ready(sender=None, **kwargs) -> None:
+    """At a worker's start: generation runs still held under its own name lost their worker; re-queue them."""
+    from annotations.services.generation import generation_runs_recover
+
+    try:
+        requeued = generation_runs_recover(dead_worker=getattr(sender, "hostname", "") or "")
+    except Exception:  # a database hiccup must not stop the worker from serving
+        logger.exception("generation run recovery at worker start failed")
+        return
+    if requeued:
+        logger.info("re-queued generation runs %s at worker start", requeued)
+
+
+@shared_task(name="annotations.tasks.judge_run_execute", acks_late=True, reject_on_worker_lost=True)
+def judge_run_execute(run_id: int) -> str:
+    """Run one judge run (queue `default` for endpoint judges, `gpu` for reward models: chosen at dispatch).
+    Idempotent: the claim decides whether to run, and judged comparisons are skipped."""
+    from annotations.services.judging import judge_run_execute as execute
+
+    return execute(run_id=run_id, worker=current_task.request.hostname or "")

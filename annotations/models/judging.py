@@ -99,6 +99,7 @@ class JudgmentCall(models.Model):
     # criterion key -> canonical value (negative favours the comparison's first response)
     verdict = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True)
+    both_unacceptable = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=1)
     latency_ms = models.FloatField(default=0)
     prompt_tokens = models.PositiveIntegerField(default=0)
