@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 from django.db.models import Case, Count, F, IntegerField, Max, QuerySet, Sum, Value, When
+from django.db.models.functions import Length
 
-from annotations.models import Assignment, Criterion, Judgment, Rater, Rating, Study, System
+from annotations.models import Assignment, Comparison, Criterion, Judgment, Rater, Rating, Study, System
 from annotations.services.studies import study_criteria
 from annotations.stats import LEFT_UNKNOWN, LEFT_WAS_FIRST, LEFT_WAS_SECOND, RatingTable
+from annotations.stats.table import CONSISTENCY_CODES, CONSISTENCY_NOT_RECORDED, LENGTH_UNKNOWN
 
 ITERATOR_CHUNK = 5000
 # Calibration answers are practice on known items, not data: they never enter a report.
@@ -96,6 +98,14 @@ def _left_code(field_name: str) -> Case:
     )
 
 
+def _consistency_code() -> Case:
+    return Case(
+        *(When(consistency=name, then=Value(code)) for name, code in CONSISTENCY_CODES.items() if name),
+        default=Value(CONSISTENCY_NOT_RECORDED),
+        output_field=IntegerField(),
+    )
+
+
 def report_ratings(*, study: Study, filters: ReportFilters, excluded_raters: tuple[str, ...] = ()) -> QuerySet:
     """Submitted clinician and external ratings the report covers (excluded comparisons never count)."""
     ratings = Rating.objects.filter(
@@ -134,7 +144,8 @@ def report_judgments(*, study: Study, filters: ReportFilters) -> QuerySet:
 def report_data_summary(*, study: Study, filters: ReportFilters, excluded_raters: tuple[str, ...] = ()) -> dict:
     """Order-free sums over the covered rows, two queries: any added, removed or edited rating or judgment
     changes them, so they fingerprint the data without reading it (revisions bump `updated_at` and
-    `revision`; a value edited in place still moves the id-weighted sum)."""
+    `revision`; a value edited in place still moves the id-weighted sum; so do a judgment's order consistency
+    and a "both unacceptable" flag)."""
     ratings = report_ratings(study=study, filters=filters, excluded_raters=excluded_raters).aggregate(
         n=Count("id"),
         id_sum=Sum("id"),
@@ -142,6 +153,7 @@ def report_data_summary(*, study: Study, filters: ReportFilters, excluded_raters
         weighted_value_sum=Sum(F("id") * F("value")),
         revision_sum=Sum("revision"),
         updated_max=Max("updated_at"),
+        unacceptable_sum=Sum(Case(When(assignment__both_unacceptable=True, then=F("id")), default=Value(0))),
     )
     judgments = report_judgments(study=study, filters=filters).aggregate(
         n=Count("id"),
@@ -150,6 +162,8 @@ def report_data_summary(*, study: Study, filters: ReportFilters, excluded_raters
         weighted_value_sum=Sum(F("id") * F("value")),
         left_sum=Sum(_left_code("left_is_first")),
         created_max=Max("created_at"),
+        consistency_sum=Sum(F("id") * _consistency_code()),
+        unacceptable_sum=Sum(Case(When(both_unacceptable=True, then=F("id")), default=Value(0))),
     )
     return {
         "ratings": {key: _plain(value) for key, value in ratings.items()},
@@ -180,10 +194,13 @@ def _columns(rows: QuerySet, fields: list[Any]) -> np.ndarray:
 
 
 def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple[str, ...] = ()) -> ReportTable:
-    """The covered ratings and judgments as one RatingTable (canonical orientation, labels by name)."""
+    """The covered ratings and judgments as one RatingTable (canonical orientation, labels by name), with
+    each judgment's order consistency, each rater's "both unacceptable" flag (the assignment's for ratings,
+    the judgment's for judgments) and the characters of both responses of every comparison."""
     rating_rows = _columns(
         report_ratings(study=study, filters=filters, excluded_raters=excluded_raters).annotate(
-            left_code=_left_code("assignment__left_is_first")
+            left_code=_left_code("assignment__left_is_first"),
+            consistency_code=Value(CONSISTENCY_NOT_RECORDED, output_field=IntegerField()),
         ),
         [
             "criterion_id",
@@ -194,10 +211,14 @@ def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple
             "left_code",
             "assignment__comparison__response_first__system_id",
             "assignment__comparison__response_second__system_id",
+            "consistency_code",
+            "assignment__both_unacceptable",
         ],
     )
     judgment_rows = _columns(
-        report_judgments(study=study, filters=filters).annotate(left_code=_left_code("left_is_first")),
+        report_judgments(study=study, filters=filters).annotate(
+            left_code=_left_code("left_is_first"), consistency_code=_consistency_code()
+        ),
         [
             "criterion_id",
             "comparison_id",
@@ -207,10 +228,13 @@ def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple
             "left_code",
             "comparison__response_first__system_id",
             "comparison__response_second__system_id",
+            "consistency_code",
+            "both_unacceptable",
         ],
     )
     rows = np.concatenate([rating_rows, judgment_rows])
-    criterion_ids, item, prompt, rater_ids, value, left, first_ids, second_ids = rows.T
+    criterion_ids, item, prompt, rater_ids, value, left, first_ids, second_ids, consistency, unacceptable = rows.T
+    length_first, length_second = _response_lengths(study, item)
 
     # Criteria in the study's order with the overall preference last; only those with a rating.
     present = set(np.unique(criterion_ids).tolist())
@@ -247,12 +271,38 @@ def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple
             any(raters[pk].is_judge for pk, label in rater_label.items() if label == name) for name in rater_labels
         ),
         system_labels=system_labels,
+        consistency=consistency,
+        both_unacceptable=unacceptable,
+        length_first=length_first,
+        length_second=length_second,
     )
     return ReportTable(
         table=table,
         criteria=[{"key": c.key, "version": c.version, "title": c.title} for c in criteria],
         raters={rater_label[pk]: raters[pk].kind for pk in raters},
     )
+
+
+def _response_lengths(study: Study, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Characters of the first and second response of each row's comparison: one query over the study's
+    comparisons (never per row), LENGTH_UNKNOWN for a comparison it does not return."""
+    first = np.full(len(item), LENGTH_UNKNOWN, dtype=np.int64)
+    second = first.copy()
+    if not len(item):
+        return first, second
+    lengths = _columns(
+        Comparison.objects.filter(study=study, excluded=False)
+        .annotate(length_first=Length("response_first__content"), length_second=Length("response_second__content"))
+        .order_by("id"),
+        ["id", "length_first", "length_second"],
+    )
+    if not len(lengths):
+        return first, second
+    position = np.clip(np.searchsorted(lengths[:, 0], item), 0, len(lengths) - 1)
+    found = lengths[position, 0] == item
+    first[found] = lengths[position[found], 1]
+    second[found] = lengths[position[found], 2]
+    return first, second
 
 
 def _rater_labels(raters: list[Rater]) -> dict[int, str]:

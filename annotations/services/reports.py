@@ -365,6 +365,7 @@ def report_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
                 alt["winning_rate"],
                 alt["n_humans_tested"],
             )
+            _judge_quality_csv_rows(rows, criterion, judge, judged)
         groups = {"clinicians": entry["results"]["clinicians"], **entry["results"]["judges"]}
         for group, results in groups.items():
             for pair in results["pairs"]:
@@ -399,6 +400,41 @@ def report_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
                 ]
             )
     return rows
+
+
+def _judge_quality_csv_rows(rows: list[list[Any]], criterion: str, judge: str, judged: dict[str, Any]) -> None:
+    """Section `judge_quality`: position-swap consistency, pooled agreement, length preference, safety recall."""
+    if "position_swap" not in judged:  # a report computed before these figures existed
+        return
+
+    def add(statistic: str, value: Any, low: Any = None, high: Any = None, n: Any = None) -> None:
+        rows.append([criterion, "judge_quality", statistic, judge, value, low, high, n])
+
+    def bootstrapped(statistic: str, stat: dict[str, Any], n: Any = None) -> None:
+        add(statistic, stat["estimate"], stat["ci_low"], stat["ci_high"], n)
+
+    swap = judged["position_swap"]
+    add(
+        "position_swap_consistency", swap["consistency"], swap["wilson_low"], swap["wilson_high"], swap["n_both_orders"]
+    )
+    add("position_swap_inconsistent_rate", swap["inconsistent_rate"], n=swap["n_both_orders"])
+    add("position_swap_single_order", swap["n_single_order"])
+    pooled = judged["pooled_agreement"]
+    for side in ("judge_clinician", "clinician_clinician"):
+        bootstrapped(f"pooled_agreement_{side}", pooled[side], pooled[side]["n_item_pairs"])
+        add(f"pooled_agreement_{side}_rater_pairs", pooled[side]["n_rater_pairs"])
+    bootstrapped("pooled_agreement_difference", pooled["difference"])
+    length = judged["length_preference"]
+    for side in ("judge", "clinicians"):
+        share, fit = length[side]["share_longer"], length[side]["fit"]
+        bootstrapped(f"length_share_longer_{side}", share, share["n_choices"])
+        add(f"length_slope_{side}", fit["slope"], fit["slope_ci_low"], fit["slope_ci_high"], fit["n"])
+    bootstrapped("length_share_longer_difference", length["share_longer_difference"])
+    recall = judged.get("safety_recall")
+    if recall is not None:
+        for kind in ("preferred", "both_unacceptable", "combined"):
+            entry = recall[kind]
+            add(f"safety_recall_{kind}", entry["recall"], entry["wilson_low"], entry["wilson_high"], entry["n"])
 
 
 def report_csv(report: dict[str, Any]) -> str:

@@ -18,6 +18,17 @@ import scipy.stats
 
 from annotations.stats import agreement
 from annotations.stats.bootstrap import PromptBootstrap
+from annotations.stats.judge_quality import (
+    SAFETY_CRITERION,
+    length_choices,
+    length_preference,
+    pairs_within_items,
+    picked_longer_sums,
+    pooled_agreement,
+    pooled_pair_sums,
+    safety_recall,
+    swap_consistency,
+)
 from annotations.stats.judging import (
     alignment_with_others,
     alternative_annotator_test,
@@ -31,7 +42,8 @@ from annotations.stats.results import (
 )
 from annotations.stats.table import LEFT_UNKNOWN, LEFT_WAS_FIRST, RatingTable, scale_values
 
-REPORT_SCHEMA_VERSION = 1
+# 2: judges gained position_swap, pooled_agreement, length_preference and (on safety) safety_recall.
+REPORT_SCHEMA_VERSION = 2
 # Rater pairs sharing fewer items than this are left out of mean pairwise figures (too noisy to average).
 MIN_PAIR_ITEMS = 10
 CHOICES = ("first", "tie", "second")
@@ -76,6 +88,8 @@ def compute_report(
                 )
                 for judge in data.judges
             }
+            if len(data.judges):
+                _add_judge_quality(judges, data, table, criterion_label, judge_of_rater, bootstrap, confidence)
         with clock("results"):
             results = {
                 "clinicians": _results(data, data.is_human_row, bootstrap, settings, table.system_labels),
@@ -212,6 +226,10 @@ class _CriterionData:
     human_choice_counts: np.ndarray  # (n_items, 3)
     humans: np.ndarray  # rater indexes of the clinicians with ratings here
     judges: np.ndarray  # rater indexes of the judges with ratings here
+    item_ids: np.ndarray  # the comparison id of each item index
+    consistency: np.ndarray  # per row, CONSISTENCY_* codes
+    length_first: np.ndarray  # per row, characters of the item's first response (or LENGTH_UNKNOWN)
+    length_second: np.ndarray  # per row, characters of the item's second response (or LENGTH_UNKNOWN)
 
     @classmethod
     def build(
@@ -251,6 +269,10 @@ class _CriterionData:
             human_choice_counts=human_choice_counts,
             humans=present[~judge_of_rater[present]],
             judges=present[judge_of_rater[present]],
+            item_ids=items,
+            consistency=table.consistency[rows],
+            length_first=table.length_first[rows],
+            length_second=table.length_second[rows],
         )
 
 
@@ -553,6 +575,67 @@ def _judge_against_clinicians(
         ),
         "alternative_annotator_test": _alt_test(data, paired_rows, judge_choice_of_item, settings, rater_labels),
     }
+
+
+def _add_judge_quality(
+    judges: dict[str, dict[str, Any]],
+    data: _CriterionData,
+    table: RatingTable,
+    criterion_label: str,
+    judge_of_rater: np.ndarray,
+    bootstrap: PromptBootstrap,
+    confidence: float,
+) -> None:
+    """Position-swap consistency, pooled agreement, length preference and (on the safety criterion) safety
+    recall, added to each judge's entry (stats/judge_quality.py)."""
+    row_prompt = data.item_prompt[data.item_index]
+    human_rows = np.flatnonzero(data.is_human_row)
+    first, second = pairs_within_items(data.item_index[human_rows], data.rater[human_rows])
+    first, second = human_rows[first], human_rows[second]
+    clinician_pooled = pooled_pair_sums(
+        row_prompt[first],
+        data.choice_index[first],
+        data.choice_index[second],
+        data.rater[first],
+        data.rater[second],
+        bootstrap,
+    )
+    clinician_length = _length_side(data, human_rows, row_prompt, bootstrap)
+    if criterion_label == SAFETY_CRITERION:
+        flagged = table.both_unacceptable == 1
+        clinician_flagged = np.isin(data.item_ids, table.item[flagged & ~judge_of_rater[table.rater]])
+    for judge in data.judges:
+        judge_rows = np.flatnonzero(data.rater == judge)
+        judge_choice = np.full(data.n_items, -1)
+        judge_choice[data.item_index[judge_rows]] = data.choice_index[judge_rows]
+        paired = human_rows[judge_choice[data.item_index[human_rows]] >= 0]
+        judge_pooled = pooled_pair_sums(
+            row_prompt[paired],
+            judge_choice[data.item_index[paired]],
+            data.choice_index[paired],
+            np.full(len(paired), judge),
+            data.rater[paired],
+            bootstrap,
+        )
+        entry = judges[table.rater_labels[judge]]
+        entry["position_swap"] = swap_consistency(data.consistency[judge_rows], confidence=confidence)
+        entry["pooled_agreement"] = pooled_agreement(judge_pooled, clinician_pooled, confidence=confidence)
+        entry["length_preference"] = length_preference(
+            _length_side(data, judge_rows, row_prompt, bootstrap), clinician_length, confidence=confidence
+        )
+        if criterion_label == SAFETY_CRITERION:
+            judge_flagged = np.isin(data.item_ids, table.item[flagged & (table.rater == judge)])
+            entry["safety_recall"] = safety_recall(
+                data.human_choice_counts, clinician_flagged, judge_choice, judge_flagged, confidence=confidence
+            )
+
+
+def _length_side(
+    data: _CriterionData, rows: np.ndarray, row_prompt: np.ndarray, bootstrap: PromptBootstrap
+) -> dict[str, Any]:
+    usable, x, y = length_choices(data.value[rows], data.length_first[rows], data.length_second[rows])
+    x, y = x[usable], y[usable]
+    return {"x": x, "y": y, "picked_longer": picked_longer_sums(row_prompt[rows][usable], x, y, bootstrap)}
 
 
 def _coincidence_sums_of_humans(data: _CriterionData, bootstrap: PromptBootstrap, n_values: int) -> np.ndarray:

@@ -14,6 +14,20 @@ LEFT_UNKNOWN = -1
 
 SCALE_POINTS = (3, 5, 7)
 
+# consistency of a judge's verdict across the two orders it was shown in (Judgment.consistency).
+CONSISTENCY_NOT_RECORDED = -1  # clinicians' ratings, and judgments from data that do not say
+CONSISTENCY_SINGLE = 0  # judged in one order only
+CONSISTENCY_CONSISTENT = 1  # both orders agree
+CONSISTENCY_INCONSISTENT = 2  # the orders disagree: stored as a tie (value 0)
+CONSISTENCY_CODES = {
+    None: CONSISTENCY_NOT_RECORDED,
+    "single": CONSISTENCY_SINGLE,
+    "consistent": CONSISTENCY_CONSISTENT,
+    "inconsistent": CONSISTENCY_INCONSISTENT,
+}
+# A response length (characters) that the data do not give.
+LENGTH_UNKNOWN = -1
+
 
 def scale_values(scale_points: int) -> np.ndarray:
     """The signed values of a scale in canonical orientation: 3 -> [-1, 0, 1], 7 -> [-3 .. 3]."""
@@ -30,6 +44,10 @@ class RatingTable:
     value < 0 favours the comparison's FIRST response, value > 0 its second, 0 is a tie.
     Integer columns index into the label tuples; `rater_is_judge` runs parallel to `rater_labels`.
     Build it with `RatingTable.from_columns` when criteria, raters or systems come as strings.
+
+    Optional columns (None fills the default): `consistency` (CONSISTENCY_* codes, default not recorded),
+    `both_unacceptable` (0/1: the rater flagged both responses unacceptable on this comparison, default 0),
+    `length_first` / `length_second` (characters of the comparison's responses, default LENGTH_UNKNOWN).
     """
 
     criterion: np.ndarray  # int, index into criterion_labels
@@ -44,8 +62,21 @@ class RatingTable:
     rater_labels: tuple[str, ...]
     rater_is_judge: tuple[bool, ...]
     system_labels: tuple[str, ...]
+    consistency: np.ndarray | None = None  # int, CONSISTENCY_* codes
+    both_unacceptable: np.ndarray | None = None  # int 0/1
+    length_first: np.ndarray | None = None  # int, characters of the first response, or LENGTH_UNKNOWN
+    length_second: np.ndarray | None = None  # int, characters of the second response, or LENGTH_UNKNOWN
 
     def __post_init__(self) -> None:
+        n_default = len(np.asarray(self.criterion))
+        for name, default in (
+            ("consistency", CONSISTENCY_NOT_RECORDED),
+            ("both_unacceptable", 0),
+            ("length_first", LENGTH_UNKNOWN),
+            ("length_second", LENGTH_UNKNOWN),
+        ):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.full(n_default, default, dtype=np.int64))
         columns = (
             "criterion",
             "item",
@@ -55,6 +86,10 @@ class RatingTable:
             "left_is_first",
             "system_first",
             "system_second",
+            "consistency",
+            "both_unacceptable",
+            "length_first",
+            "length_second",
         )
         for name in columns:
             array = np.asarray(getattr(self, name))
@@ -73,6 +108,12 @@ class RatingTable:
         _check_index("system_second", self.system_second, len(self.system_labels))
         if not np.isin(self.left_is_first, (LEFT_WAS_SECOND, LEFT_WAS_FIRST, LEFT_UNKNOWN)).all():
             raise ValueError("left_is_first must hold 1 (first shown left), 0 (second shown left) or -1 (unknown)")
+        if not np.isin(self.consistency, tuple(CONSISTENCY_CODES.values())).all():
+            raise ValueError("consistency must hold CONSISTENCY_* codes (-1, 0, 1 or 2)")
+        if not np.isin(self.both_unacceptable, (0, 1)).all():
+            raise ValueError("both_unacceptable must hold 0 or 1")
+        if n_rows and (np.minimum(self.length_first, self.length_second) < LENGTH_UNKNOWN).any():
+            raise ValueError("response lengths must be >= 0, or LENGTH_UNKNOWN (-1)")
         if n_rows and (self.system_first == self.system_second).any():
             raise ValueError("a comparison must oppose two different systems")
         self._check_one_rating_per_rater_item_criterion()
@@ -95,11 +136,16 @@ class RatingTable:
         system_second: Sequence[str],
         left_is_first: Sequence[bool | None] | None = None,
         judge_raters: Sequence[str] = (),
+        consistency: Sequence[str | None] | None = None,
+        both_unacceptable: Sequence[bool] | None = None,
+        length_first: Sequence[int | None] | None = None,
+        length_second: Sequence[int | None] | None = None,
     ) -> RatingTable:
         """Build a table from plain per-row columns (e.g. a selector's `values_list`).
 
         Strings are factorized in sorted order; `left_is_first` holds True / False / None (unknown);
-        `judge_raters` names the raters that are AI judges.
+        `judge_raters` names the raters that are AI judges; `consistency` holds "consistent",
+        "inconsistent", "single" or None (not recorded); lengths are characters, None when unknown.
         """
         criterion_labels, criterion_codes = _factorize(criterion)
         rater_labels, rater_codes = _factorize(rater)
@@ -128,6 +174,12 @@ class RatingTable:
             rater_labels=rater_labels,
             rater_is_judge=tuple(label in judges for label in rater_labels),
             system_labels=system_labels,
+            consistency=None if consistency is None else _consistency_codes(consistency),
+            both_unacceptable=None
+            if both_unacceptable is None
+            else np.array([int(bool(flag)) for flag in both_unacceptable], dtype=np.int64),
+            length_first=None if length_first is None else _lengths(length_first),
+            length_second=None if length_second is None else _lengths(length_second),
         )
 
     def _check_one_rating_per_rater_item_criterion(self) -> None:
@@ -149,7 +201,7 @@ class RatingTable:
             return
         order = np.argsort(self.item, kind="stable")
         same_item = np.diff(self.item[order]) == 0
-        for name in ("prompt", "system_first", "system_second"):
+        for name in ("prompt", "system_first", "system_second", "length_first", "length_second"):
             column = getattr(self, name)[order]
             clash = same_item & (np.diff(column) != 0)
             if clash.any():
@@ -160,6 +212,19 @@ class RatingTable:
 def _check_index(name: str, codes: np.ndarray, n_labels: int) -> None:
     if len(codes) and (codes.min() < 0 or codes.max() >= n_labels):
         raise ValueError(f"RatingTable.{name} holds an index outside its {n_labels} labels")
+
+
+def _consistency_codes(names: Sequence[str | None]) -> np.ndarray:
+    unknown = set(names) - set(CONSISTENCY_CODES)
+    if unknown:
+        raise ValueError(
+            f"consistency must be consistent, inconsistent, single or None, got {sorted(map(str, unknown))}"
+        )
+    return np.array([CONSISTENCY_CODES[name] for name in names], dtype=np.int64)
+
+
+def _lengths(lengths: Sequence[int | None]) -> np.ndarray:
+    return np.array([LENGTH_UNKNOWN if n is None else int(n) for n in lengths], dtype=np.int64)
 
 
 def _factorize(labels: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:

@@ -66,6 +66,11 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
+def _points(value: float | None) -> str:
+    """A difference of two shares, in percentage points."""
+    return "—" if value is None else f"{value * 100:+.1f} pp"
+
+
 def _interval(stat: dict[str, Any], text=_number) -> str:
     if stat.get("ci_low") is None or stat.get("ci_high") is None:
         return ""
@@ -76,6 +81,143 @@ def _dig(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     for key in keys:
         data = data[key]
     return data
+
+
+def _wilson(stat: dict[str, Any]) -> str:
+    if stat.get("wilson_low") is None or stat.get("wilson_high") is None:
+        return ""
+    return f"{_percent(stat['wilson_low'])} to {_percent(stat['wilson_high'])}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+SWAP_REASONS = {
+    "judged in one order only": "This judge was run in one order only: consistency is not measured",
+    "order consistency not recorded": "Order consistency was not recorded for these judgments",
+    "no judgments": "No judgments",
+}
+
+
+def _judge_quality_context(judged: dict[str, Any]) -> dict[str, Any]:
+    """Plain-word rows for position-swap consistency, pooled agreement, length preference and safety recall
+    (stats/judge_quality.py); reports computed before these figures existed simply show none."""
+    if "position_swap" not in judged:
+        return {"quality_rows": [], "pooled_warning": None, "safety_rows": [], "safety_reason": None}
+    rows = []
+    swap = judged["position_swap"]
+    rows.append(
+        {
+            "key": "position-swap",
+            "label": "Same verdict in both orders (position-swap consistency)",
+            "judge": _percent(swap["consistency"]),
+            "judge_interval": _wilson(swap),
+            "clinicians": "",
+            "difference": "",
+            "difference_interval": "",
+            "n": (
+                f"{_plural(swap['n_both_orders'], 'comparison')} judged in both orders; "
+                f"{swap['n_inconsistent']} inconsistent ({_percent(swap['inconsistent_rate'])}), counted as ties"
+                if swap["reason"] is None
+                else f"{SWAP_REASONS.get(swap['reason'], swap['reason'])} "
+                f"({_plural(swap['n_single_order'] + swap['n_not_recorded'], 'judgment')})."
+            ),
+        }
+    )
+    pooled = judged["pooled_agreement"]
+    jc, cc = pooled["judge_clinician"], pooled["clinician_clinician"]
+    rows.append(
+        {
+            "key": "pooled-agreement",
+            "label": "Pooled percent agreement, over all co-rated item pairs",
+            "judge": _percent(jc["estimate"]),
+            "judge_interval": _interval(jc, _percent),
+            "clinicians": _percent(cc["estimate"]),
+            "difference": _points(pooled["difference"]["estimate"]),
+            "difference_interval": _interval(pooled["difference"], _points),
+            "n": (
+                f"judge–clinician: {_plural(jc['n_item_pairs'], 'co-rated item pair')}, "
+                f"{_plural(jc['n_rater_pairs'], 'rater pair')}; clinician–clinician: "
+                f"{_plural(cc['n_item_pairs'], 'co-rated item pair')}, {_plural(cc['n_rater_pairs'], 'rater pair')}"
+            ),
+        }
+    )
+    length = judged["length_preference"]
+    judge_share, clinician_share = length["judge"]["share_longer"], length["clinicians"]["share_longer"]
+    rows.append(
+        {
+            "key": "length-share",
+            "label": "Picked the longer response (share of non-tie choices)",
+            "judge": _percent(judge_share["estimate"]),
+            "judge_interval": _interval(judge_share, _percent),
+            "clinicians": _percent(clinician_share["estimate"]),
+            "difference": _points(length["share_longer_difference"]["estimate"]),
+            "difference_interval": _interval(length["share_longer_difference"], _points),
+            "n": (
+                f"judge: {_plural(judge_share['n_choices'], 'choice')}"
+                + (f" ({judge_share['reason']})" if judge_share["reason"] else "")
+                + f"; clinicians: {_plural(clinician_share['n_choices'], 'choice')}"
+                + (f" ({clinician_share['reason']})" if clinician_share["reason"] else "")
+                + "; equal lengths left out"
+            ),
+        }
+    )
+    judge_fit, clinician_fit = length["judge"]["fit"], length["clinicians"]["fit"]
+
+    def odds(fit: dict[str, Any]) -> str:
+        return "—" if fit["odds_ratio_per_doubling"] is None else f"×{fit['odds_ratio_per_doubling']:.2f}"
+
+    def odds_interval(fit: dict[str, Any]) -> str:
+        low, high = fit["odds_ratio_per_doubling_ci_low"], fit["odds_ratio_per_doubling_ci_high"]
+        return "" if low is None or high is None else f"×{low:.2f} to ×{high:.2f}"
+
+    notes = "".join(
+        f"; no fit for the {who}: {fit['reason']}"
+        for who, fit in (("judge", judge_fit), ("clinicians", clinician_fit))
+        if fit["reason"]
+    )
+    rows.append(
+        {
+            "key": "length-fit",
+            "label": "Odds of picking a response twice as long as the other, as a multiple (logistic fit; ×1.00 = no length effect)",
+            "judge": odds(judge_fit),
+            "judge_interval": odds_interval(judge_fit),
+            "clinicians": odds(clinician_fit),
+            "difference": "",
+            "difference_interval": "",
+            "n": f"judge: {_plural(judge_fit['n'], 'choice')}; clinicians: {_plural(clinician_fit['n'], 'choice')}"
+            + notes,
+        }
+    )
+    safety_rows, safety_reason = [], None
+    recall = judged.get("safety_recall")
+    if recall is not None:
+        safety_reason = recall["reason"]
+        for kind, label in (
+            ("preferred", "Clinicians preferred one response on safety"),
+            ("both_unacceptable", "A clinician flagged both responses unacceptable"),
+            ("combined", "Either"),
+        ):
+            entry = recall[kind]
+            safety_rows.append(
+                {
+                    "key": kind,
+                    "label": label,
+                    "recall": _percent(entry["recall"]),
+                    "interval": _wilson(entry),
+                    "n": entry["n"],
+                    "n_caught": entry["n_caught"],
+                    "n_missed": entry["n_missed"],
+                    "n_not_judged": entry["n_not_judged"],
+                }
+            )
+    return {
+        "quality_rows": rows,
+        "pooled_warning": pooled["warning"],
+        "safety_rows": safety_rows,
+        "safety_reason": safety_reason,
+    }
 
 
 def _criterion_context(
@@ -116,6 +258,7 @@ def _criterion_context(
                 "alt_winning_rate": _percent(alt["winning_rate"]),
                 "alt_tested": alt["n_humans_tested"],
                 "alt_skipped": alt["n_humans_skipped"],
+                **_judge_quality_context(judged),
             }
         )
     pairs = []

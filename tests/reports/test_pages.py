@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 
 from annotations.models import JobStatus, ReportSnapshot
+from annotations.stats.report import REPORT_SCHEMA_VERSION
 
 from .builders import JUDGE
 
@@ -59,7 +60,7 @@ def test_the_api_answers_the_document_and_202_while_computing(client, researcher
     client.force_login(researcher)
     url = reverse("api-study-report", kwargs={"slug": "paper"})
     response = client.get(url + "?resamples=20")
-    assert response.status_code == 200 and response.json()["report"]["schema_version"] == 1
+    assert response.status_code == 200 and response.json()["report"]["schema_version"] == REPORT_SCHEMA_VERSION
     settings.REPORT_INLINE_MAX_ROWS = 10
     queued = client.get(url + "?resamples=30")  # new parameters, too big to compute in the request
     assert queued.status_code == 202
