@@ -1,6 +1,6 @@
 """HTML pages: one module per area, each with its own urlpatterns."""
 
-from annotations.views import accounts, exports, jobs, reports, studies, study_progress, workspace
+from annotations.views import accounts, exports, generation, jobs, judges, reports, studies, study_progress, workspace
 
 urlpatterns = [
     *studies.urlpatterns,
@@ -10,4 +10,6 @@ urlpatterns = [
     *jobs.urlpatterns,
     *reports.urlpatterns,
     *exports.urlpatterns,
+    *judges.urlpatterns,
+    *generation.urlpatterns,
 ]

@@ -3,7 +3,9 @@
 from annotations.api import (
     accounts,
     exports,
+    generation,
     jobs,
+    judges,
     reports,
     studies,
     workspace,
@@ -16,4 +18,6 @@ urlpatterns = [
     *jobs.urlpatterns,
     *reports.urlpatterns,
     *exports.urlpatterns,
+    *judges.urlpatterns,
+    *generation.urlpatterns,
 ]

@@ -397,6 +397,79 @@ ROUTES: dict[str, list[Check] | Skip] = {
             ),
         )
     ],
+    # --- AI judges (annotations/views/judges.py, annotations/api/judges.py) -----------------------------------
+    # An empty name is refused with the form (400).
+    "judge-list": [
+        Check(kwargs=s1, expect=STUDY_PAGE),
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"kind": "llm_endpoint", "name": "", "base_url": "http://127.0.0.1:9/v1", "model_name": "m"},
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    # A template without {keys} is refused with the form (400).
+    "judge-detail": [
+        Check(kwargs=lambda w: _judge_kwargs(w), expect=STUDY_PAGE),
+        Check(
+            method="post",
+            kwargs=lambda w: _judge_kwargs(w),
+            data={"title": "t", "system_prompt": "s", "user_prompt": "{response_1} {response_2}"},
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "judge-run-start": [Check(method="post", kwargs=lambda w: _judge_kwargs(w), expect=STUDY_FORM_POST)],
+    "judge-run-detail": [Check(kwargs=lambda w: _judge_run_kwargs(w), expect=STUDY_PAGE)],
+    "judge-run-cancel": [Check(method="post", kwargs=lambda w: _judge_run_kwargs(w), expect=STUDY_FORM_POST)],
+    # The researcher adds the judge; the admin's second judge of the same name is refused (400).
+    "api-judge-create-llm": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"name": "matrix-llm-api", "base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key": "sk-x"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=400
+            ),
+        )
+    ],
+    "api-judge-create-reward": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"name": "matrix-rm", "reward_jobs": {}},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        )
+    ],
+    "api-judge-detail": [Check(kwargs=lambda w: _judge_kwargs(w), expect=STUDY_API_READ)],
+    # The researcher starts a run; the admin's second start while it is queued is refused (400).
+    "api-judge-runs": [
+        Check(kwargs=lambda w: _judge_kwargs(w), expect=STUDY_API_READ),
+        Check(
+            method="post",
+            kwargs=lambda w: _judge_kwargs(w),
+            data={"criteria": []},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=400
+            ),
+        ),
+    ],
+    "api-judge-run-detail": [Check(kwargs=lambda w: _judge_run_kwargs(w), expect=STUDY_API_READ)],
+    # The researcher cancels the queued run; the admin then finds it finished (400).
+    "api-judge-run-cancel": [
+        Check(
+            method="post",
+            kwargs=lambda w: _judge_run_kwargs(w),
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=400
+            ),
+        )
+    ],
     # --- clinician workspace (annotations/views/workspace.py, annotations/api/workspace.py) ------------------
     # Only a clinician member of the study reaches it, and only their own assignments: another clinician's pair,
     # and every pair for researchers and admins (who have no rater), is 404. s1 is a draft unless a check opens it.
@@ -593,6 +666,76 @@ ROUTES: dict[str, list[Check] | Skip] = {
     ],
     "api-export-detail": [Check(kwargs=lambda w: _export_kwargs(w), expect=STUDY_API_READ)],
     "api-export-download": [Check(kwargs=lambda w: _export_kwargs(w), expect=STUDY_API_READ)],
+    # --- generation and follow-up studies (annotations/views/generation.py, annotations/api/generation.py) ---
+    # A bad endpoint URL is refused with the field named (400) before anything is queued.
+    "generation-run-list": [
+        Check(kwargs=s1, expect=STUDY_PAGE),
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"system_name": "matrix-gen", "base_url": "not-a-url", "model_name": "m"},
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "generation-run-detail": [Check(kwargs=lambda w: _generation_run_kwargs(w), expect=STUDY_PAGE)],
+    # The researcher cancels the queued run; the admin is told it has finished (both redirect back).
+    "generation-run-cancel": [Check(method="post", kwargs=lambda w: _generation_run_kwargs(w), expect=STUDY_FORM_POST)],
+    # The matrix job's artifact holds no model: refused with a message, back to the job's page.
+    "job-generate": [
+        Check(
+            method="post",
+            kwargs=lambda w: _job_kwargs(w, "succeeded"),
+            data={"system_name": "matrix-gen-job"},
+            expect=STUDY_FORM_POST,
+        )
+    ],
+    # A taken slug and a single system: the form comes back with the errors (400).
+    "followup-create": [
+        Check(kwargs=s1, expect=STUDY_PAGE),
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"slug": "s2", "systems": "zz-system-alpha-7f3"},
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "api-generation-run-list": [
+        Check(kwargs=s1, expect=STUDY_API_READ),
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"system_name": "matrix-gen", "source": "endpoint", "base_url": "not-a-url", "model_name": "m"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+            ),
+        ),
+    ],
+    "api-generation-run-detail": [Check(kwargs=lambda w: _generation_run_kwargs(w), expect=STUDY_API_READ)],
+    # The researcher cancels the queued run; the admin then finds it finished (400).
+    "api-generation-run-cancel": [
+        Check(
+            method="post",
+            kwargs=lambda w: _generation_run_kwargs(w),
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=400
+            ),
+        )
+    ],
+    # The researcher creates the follow-up; the admin's second one with the same slug is refused (400).
+    "api-followup-create": [
+        Check(
+            method="post",
+            kwargs=s1,
+            data={"slug": "s1-matrix-followup", "systems": ["zz-system-alpha-7f3", "zz-system-beta-9c1"]},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=400
+            ),
+        )
+    ],
 }
 
 
@@ -706,3 +849,39 @@ def _export_kwargs(w) -> dict[str, Any]:
         export.path = str(directory)
         export.save()
     return {"slug": w.study.slug, "public_id": export.public_id}
+
+
+def _judge_kwargs(w) -> dict[str, Any]:
+    """An LLM judge of s1 (created once per route), pointing at a port where nothing listens."""
+    from annotations.models import Judge
+    from annotations.services.judging import llm_judge_create
+
+    judge = Judge.objects.filter(study=w.study, name="matrix-judge").first()
+    if judge is None:
+        judge = llm_judge_create(
+            study=w.study, name="matrix-judge", base_url="http://127.0.0.1:9/v1", model_name="m", actor=None
+        )
+    return {"slug": w.study.slug, "judge_id": judge.pk}
+
+
+def _judge_run_kwargs(w) -> dict[str, Any]:
+    """A queued run of that judge (created once per route, never dispatched)."""
+    from annotations.models import Judge, JudgeRun
+    from annotations.services.judging import judge_run_create
+
+    _judge_kwargs(w)
+    judge = Judge.objects.get(study=w.study, name="matrix-judge")
+    run = JudgeRun.objects.filter(judge=judge).first() or judge_run_create(judge=judge, actor=None, dispatch=False)
+    return {"slug": w.study.slug, "public_id": run.public_id}
+
+
+def _generation_run_kwargs(w) -> dict[str, Any]:
+    """A queued endpoint generation run of s1 (created once per route)."""
+    from annotations.models import GenerationRun
+
+    run = GenerationRun.objects.filter(study=w.study, system_name="matrix-gen").first()
+    if run is None:
+        run = GenerationRun.objects.create(
+            study=w.study, source="endpoint", base_url="http://127.0.0.1:9/v1", model_name="m", system_name="matrix-gen"
+        )
+    return {"slug": w.study.slug, "public_id": run.public_id}
