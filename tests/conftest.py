@@ -57,6 +57,16 @@ def study(researcher, clinician):
 
 
 @pytest.fixture(scope="session")
+def judge_server():
+    """The local OpenAI-compatible judge server (annotations/judges/testserver.py) on a free loopback port."""
+    from annotations.judges.testserver import start_server_in_thread
+
+    server = start_server_in_thread()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker):
     """A real worker process on Redis, using the test database. Tests that use it must be transactional."""
     from evalplatform.celery import app

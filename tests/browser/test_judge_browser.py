@@ -6,7 +6,7 @@ import pytest
 from annotations.models import Assignment, JobStatus, JudgeRun, Rater, Rating
 from annotations.services.studies import study_criteria
 from tests.browser.conftest import ARTIFACTS, axe_serious_violations
-from tests.judges.conftest import build_judge_study, judge_server  # noqa: F401 (fixture)
+from tests.judges.conftest import build_judge_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

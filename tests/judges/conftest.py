@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from annotations.judges.testserver import start_server_in_thread
 from annotations.services.comparisons import comparisons_build
 from annotations.services.importing import import_study_file
 from annotations.services.studies import study_create
@@ -38,13 +37,6 @@ def build_judge_study(*, owner, slug: str = "js", prompts: int = 4, scale_points
     import_study_file(study=study, stream=io.BytesIO(judge_study_jsonl(prompts)), filename="s.jsonl", actor=owner)
     comparisons_build(study=study, actor=owner)
     return study
-
-
-@pytest.fixture(scope="session")
-def judge_server():
-    server = start_server_in_thread()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -77,7 +77,9 @@ class Command(BaseCommand):
         keys = {c.key for c in study_criteria(study)}
         unknown = [k for k in options["criteria"] if k not in keys]
         if unknown:
-            raise CommandError(f"Unknown criteria for {study.slug}: {', '.join(unknown)}; known: {', '.join(sorted(keys))}.")
+            raise CommandError(
+                f"Unknown criteria for {study.slug}: {', '.join(unknown)}; known: {', '.join(sorted(keys))}."
+            )
         return llm_judge_create(
             study=study,
             name=options["name"],
