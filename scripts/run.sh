@@ -15,6 +15,12 @@ $PY -m celery -A evalplatform worker -Q default,gpu --concurrency 1 --pool solo 
   -B --schedule var/celerybeat-schedule \
   > var/worker.log 2>&1 &
 worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null; exit 0' INT TERM EXIT
-echo "Worker started (log: var/worker.log). Serving http://127.0.0.1:${PORT:-8000}/ — Ctrl-C stops both."
+# A local OpenAI-compatible judge server, so an LLM judge can be tried without a GPU or an account:
+# models "prefer-longer" (a length-biased judge), "hash" (consistent under swap), "prefer-first" (position-biased).
+JUDGE_PORT="${JUDGE_PORT:-8765}"
+$PY -m annotations.judges.testserver --host 127.0.0.1 --port "$JUDGE_PORT" --latency-ms 20 > var/judge-server.log 2>&1 &
+judge_server=$!
+trap 'kill $worker $judge_server 2>/dev/null; wait $worker $judge_server 2>/dev/null; exit 0' INT TERM EXIT
+echo "Worker started (log: var/worker.log). Demo judge endpoint: http://127.0.0.1:${JUDGE_PORT}/v1 (model prefer-longer or hash)."
+echo "Serving http://127.0.0.1:${PORT:-8000}/ — Ctrl-C stops all three."
 $PY manage.py runserver "127.0.0.1:${PORT:-8000}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import random
 import threading
 import time
@@ -21,7 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import openai
+
+# httpx logs every request at INFO: hundreds of lines a second in the worker's log during a run, and CPU the
+# run needs. Only its warnings, unless the deployment's logging configures it.
+for _name in ("httpx", "httpx2"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 # Backoff between attempts when the server gives no Retry-After: base * 2^(attempt-1), jittered, capped.
 BACKOFF_BASE_SECONDS = 0.5
@@ -91,6 +99,54 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
+def _answer_text(answer: Any) -> tuple[str, int, int]:
+    """(content, prompt tokens, completion tokens) of a chat-completions answer; "" when it has no content."""
+    if not isinstance(answer, dict):
+        return "", 0, 0  # not a JSON object (a proxy's error page): malformed, asked again
+    usage = answer.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    choices = answer.get("choices")
+    message = (
+        choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+    )
+    content = message.get("content") if isinstance(message, dict) else None
+    return (
+        content if isinstance(content, str) else "",
+        prompt_tokens if isinstance(prompt_tokens, int) else 0,
+        completion_tokens if isinstance(completion_tokens, int) else 0,
+    )
+
+
+def _http_client() -> Any:
+    """The openai client's aiohttp transport: the same requests at about half the CPU of its default httpx
+    transport, which decides a judge run's rate on a small machine (bench/judge.py). None (httpx) without it."""
+    try:
+        return openai.DefaultAioHttpClient()
+    except RuntimeError:  # the openai package without its aiohttp extra
+        return None
+
+
+def _connection_failure(error: openai.APIConnectionError) -> tuple[str, bool]:
+    """(what happened, did it reach the server?) for a timeout or a connection error, on either transport.
+
+    The aiohttp transport reports every connection error as a timeout; its cause says which it was.
+    """
+    chain: list[BaseException] = []
+    cause = error.__cause__
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__
+    for cause in chain:
+        if isinstance(cause, aiohttp.ClientConnectorError):  # refused, unknown host: nothing reached the server
+            return f"connection failed: {type(cause).__name__}: {cause}"[:500], False
+        if isinstance(cause, TimeoutError):
+            return "timed out", True
+        if isinstance(cause, aiohttp.ClientError):  # the server closed the connection or sent something broken
+            return f"connection failed: {type(cause).__name__}: {cause}"[:500], True
+    return _describe(error), isinstance(error, openai.APITimeoutError)
+
+
 class EndpointSession:
     """Submit batches of chat requests; results come back in request order, one CallResult each."""
 
@@ -112,6 +168,7 @@ class EndpointSession:
             api_key=self.config.api_key or "not-needed",
             timeout=self.config.timeout_seconds,
             max_retries=0,
+            http_client=_http_client(),
         )
 
     async def _make_semaphore(self) -> asyncio.Semaphore:
@@ -185,12 +242,16 @@ class EndpointSession:
             attempt += 1
             wait: float | None = None
             try:
-                answer = await self._client.chat.completions.create(**self._arguments(messages, use_response_format))
+                # The client's low-level post with a plain dict: the same request, status errors and timeouts as
+                # chat.completions.create, without its per-call parameter transform and pydantic response
+                # models, which cost more CPU than everything else a judge run does (bench/judge.py).
+                answer = await self._client.post(
+                    "/chat/completions", body=self._arguments(messages, use_response_format), cast_to=dict
+                )
                 reached_server = True
-                usage = answer.usage
-                prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-                completion_tokens += getattr(usage, "completion_tokens", 0) or 0
-                text = (answer.choices[0].message.content or "") if answer.choices else ""
+                text, prompt, completion = _answer_text(answer)
+                prompt_tokens += prompt
+                completion_tokens += completion
                 parsed = validate(text) if validate else text
                 return CallResult(
                     ok=True,
@@ -221,8 +282,8 @@ class EndpointSession:
                 if wait is not None and wait > RETRY_AFTER_CAP_SECONDS:
                     return self._failure(error, attempt, started, prompt_tokens, completion_tokens, text, True)
             except (openai.APITimeoutError, openai.APIConnectionError) as connection:
-                error = _describe(connection)
-                reached_server = reached_server or isinstance(connection, openai.APITimeoutError)
+                error, reached = _connection_failure(connection)
+                reached_server = reached_server or reached
             if attempt < config.max_attempts and not self._stopping:
                 await asyncio.sleep(wait if wait is not None else _backoff(attempt))
             elif self._stopping:

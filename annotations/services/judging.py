@@ -704,7 +704,7 @@ class _LlmWriter:
                     "error",
                 ],
             )
-            done, failed = self._write_judgments(comparison_ids)
+            done, failed = self._write_judgments(comparison_ids, calls)
             self.state.add(
                 done_comparisons=done,
                 failed_comparisons=failed,
@@ -714,13 +714,18 @@ class _LlmWriter:
                 completion_tokens=sum(c.completion_tokens for c in calls),
             )
 
-    def _write_judgments(self, comparison_ids: list[int]) -> tuple[int, int]:
-        calls: dict[int, dict[tuple[bool, str], JudgmentCall]] = {}
-        for call in JudgmentCall.objects.filter(judge=self.run.judge, comparison_id__in=comparison_ids).only(
-            "comparison_id", "left_is_first", "criterion_key", "status", "verdict", "reason", "both_unacceptable"
-        ):
-            calls.setdefault(call.comparison_id, {})[(call.left_is_first, call.criterion_key)] = call
+    def _write_judgments(self, comparison_ids: list[int], written: list[JudgmentCall]) -> tuple[int, int]:
         needed = self._needed()
+        calls: dict[int, dict[tuple[bool, str], JudgmentCall]] = {}
+        for call in written:
+            calls.setdefault(call.comparison_id, {})[(call.left_is_first, call.criterion_key)] = call
+        # Calls stored earlier (reused from an interrupted run) are read back; the batch's own are at hand.
+        incomplete = [c for c in comparison_ids if any(n not in calls.get(c, {}) for n in needed)]
+        if incomplete:
+            for call in JudgmentCall.objects.filter(judge=self.run.judge, comparison_id__in=incomplete).only(
+                "comparison_id", "left_is_first", "criterion_key", "status", "verdict", "reason", "both_unacceptable"
+            ):
+                calls.setdefault(call.comparison_id, {}).setdefault((call.left_is_first, call.criterion_key), call)
         judgments = []
         done = failed = 0
         for comparison_id in comparison_ids:
