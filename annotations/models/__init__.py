@@ -1,4 +1,4 @@
-from annotations.models.accounts import Invitation, Profile
+from annotations.models.accounts import ApiToken, Invitation, PasswordResetLink, Profile
 from annotations.models.audit import AuditEvent
 from annotations.models.content import Comparison, Prompt, Response, ScreeningHit, System
 from annotations.models.jobs import JobStatus, PreferenceExport, ReportSnapshot, TrainingJob, TrainingMetric
@@ -8,6 +8,7 @@ from annotations.models.study import SCALE_CHOICES, Criterion, Study, StudyCrite
 
 __all__ = [
     "SCALE_CHOICES",
+    "ApiToken",
     "Assignment",
     "AuditEvent",
     "Comparison",
@@ -20,6 +21,7 @@ __all__ = [
     "JudgeTemplate",
     "Judgment",
     "JudgmentCall",
+    "PasswordResetLink",
     "PreferenceExport",
     "Profile",
     "Prompt",

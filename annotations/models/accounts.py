@@ -38,3 +38,40 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"invitation for {self.email} ({self.role})"
+
+
+class ApiToken(models.Model):
+    """An API token: only its SHA-256 is stored; the key is shown once, when issued. Expires, can be revoked.
+
+    Sent as `Authorization: Token <key>`; the first characters (`prefix`) name it on the user's page.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"token {self.prefix}… of {self.user_id}"
+
+
+class PasswordResetLink(models.Model):
+    """A one-time link a researcher or admin makes for someone to set a new password (like an invitation).
+    Only the token's SHA-256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"password reset for {self.user_id}"

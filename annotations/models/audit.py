@@ -13,6 +13,11 @@ class AuditEvent(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Tamper evidence: each row's hash covers its content and its predecessor's hash, in `sequence` order
+    # (one chain per deployment); `manage.py audit_verify` recomputes the chain.
+    sequence = models.BigIntegerField(null=True, blank=True, unique=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    row_hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -106,6 +106,9 @@ class ReportSnapshot(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="reports")
     fingerprint = models.CharField(max_length=64)
     params = models.JSONField(default=dict)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.FloatField(default=0)
     result = models.JSONField(null=True, blank=True)

@@ -151,6 +151,8 @@ class GenerationRun(models.Model):
     cancel_requested = models.BooleanField(default=False)
     run_token = models.UUIDField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
     total_prompts = models.PositiveIntegerField(default=0)
     done_prompts = models.PositiveIntegerField(default=0)
     log = models.TextField(blank=True)
