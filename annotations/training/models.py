@@ -16,9 +16,17 @@ def is_adapter_dir(directory: str | Path) -> bool:
 
 
 def load_tokenizer(directory: str | Path) -> Any:
-    from transformers import AutoTokenizer
+    """The tokenizer saved with a model. A tokenizer saved from a bare `tokenizers` object (our tiny models)
+    records the class "TokenizersBackend", which AutoTokenizer in transformers 5 replaces with the model
+    type's own class (Qwen2Tokenizer), encoding almost every word as one token: load it as what it is."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    config_path = Path(directory) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory), local_files_only=True)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 
 from annotations.training import TrainingSpec, run_training  # noqa: E402
 from annotations.training import modpo as modpo_module  # noqa: E402
+from annotations.training.models import load_tokenizer  # noqa: E402
 from annotations.training.synthetic import phrase_vocabulary, write_snapshot  # noqa: E402
 from annotations.training.tiny import build_tiny_model  # noqa: E402
 
@@ -260,3 +261,14 @@ def test_a_run_refuses_an_output_dir_of_another_spec(workspace):
     other = TrainingSpec(kind="dpo", base_model=workspace["base"], criterion="empathy", max_steps=2, beta=0.5, **FAST)
     with pytest.raises(ValueError, match="another spec"):
         run_training(other, dataset_dir=workspace["pairs"], output_dir=out)
+
+
+def test_the_tiny_models_tokenizer_round_trips_words(workspace):
+    """transformers 5's AutoTokenizer loads our saved word-level tokenizer as Qwen2Tokenizer, which encodes
+    almost every word as one token; load_tokenizer must keep the real vocabulary."""
+    tokenizer = load_tokenizer(workspace["base"])
+    words = list(dict.fromkeys(" ".join(phrase_vocabulary(CRITERIA)).split()))[:4]
+    text = " ".join(words)
+    ids = tokenizer(text)["input_ids"]
+    assert len(ids) == 4 and len(set(ids)) == 4
+    assert tokenizer.decode(ids) == text
