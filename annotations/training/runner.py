@@ -144,12 +144,15 @@ def _checkpoint_step(checkpoint: str | None) -> int | None:
 
 
 def use_bf16(spec: TrainingSpec) -> bool:
+    """bf16 mixed precision: "auto" on a GPU that has it; "bf16" also on the CPU (torch autocasts there)."""
     if spec.precision == "fp32":
         return False
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if spec.precision == "bf16" and not supported:
-        raise ValueError("precision 'bf16' asked for, but this device does not support bf16")
-    return supported
+    gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if spec.precision == "bf16":
+        if torch.cuda.is_available() and not gpu_bf16:
+            raise ValueError("precision 'bf16' asked for, but this GPU does not support bf16")
+        return True
+    return gpu_bf16
 
 
 def _common_args(spec: TrainingSpec, output_dir: Path) -> dict[str, Any]:
@@ -167,6 +170,8 @@ def _common_args(spec: TrainingSpec, output_dir: Path) -> dict[str, Any]:
         "gradient_checkpointing": spec.gradient_checkpointing,
         "bf16": bf16,
         "fp16": False,
+        # Without a GPU, say so: TrainingArguments refuses bf16 autocast on the CPU unless told it is one.
+        "use_cpu": not torch.cuda.is_available(),
         "logging_steps": spec.logging_steps,
         "save_strategy": "steps",
         "save_steps": spec.save_steps,
@@ -180,7 +185,14 @@ def _common_args(spec: TrainingSpec, output_dir: Path) -> dict[str, Any]:
 
 
 def _model_dtype(spec: TrainingSpec) -> Any:
-    return torch.bfloat16 if use_bf16(spec) else torch.float32
+    """The dtype the trained model's weights are loaded in.
+
+    A full fine-tune keeps fp32 master weights and trains under bf16 autocast (TrainingArguments' bf16):
+    with weights stored in bf16, updates at the usual DPO learning rates (5e-7 to 5e-6) are smaller than
+    bf16's resolution and round away. LoRA trains fp32 adapters (PEFT keeps them in fp32) on a frozen base,
+    which may then sit in bf16 to halve its memory.
+    """
+    return torch.bfloat16 if use_bf16(spec) and spec.use_lora else torch.float32
 
 
 def _lora_config(spec: TrainingSpec, task_type: str) -> Any:

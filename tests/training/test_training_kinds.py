@@ -272,3 +272,37 @@ def test_the_tiny_models_tokenizer_round_trips_words(workspace):
     ids = tokenizer(text)["input_ids"]
     assert len(ids) == 4 and len(set(ids)) == 4
     assert tokenizer.decode(ids) == text
+
+
+def _changed_share(before: dict, after: dict) -> float:
+    changed = total = 0
+    for key, value in before.items():
+        if value.is_floating_point() and key in after:
+            changed += int((after[key].float() != value.float()).sum())
+            total += value.numel()
+    return changed / total
+
+
+def test_a_full_bf16_fine_tune_keeps_fp32_master_weights_so_small_updates_land(workspace):
+    """At lr 5e-7 an update is far below bf16's resolution: with weights stored in bf16 (the old behaviour)
+    about 1% of them changed after 10 steps. fp32 master weights under bf16 autocast change nearly all."""
+    from transformers import AutoModelForCausalLM
+
+    options = {**FAST, "learning_rate": 5e-7, "batch_size": 4}
+    spec = TrainingSpec(
+        kind="sft",
+        base_model=workspace["base"],
+        criterion="empathy",
+        max_steps=10,
+        use_lora=False,
+        precision="bf16",
+        **options,
+    )
+    out = workspace["root"] / "bf16-full"
+    result = run_training(spec, dataset_dir=workspace["pairs"], output_dir=out)
+    assert result.status == "completed"
+    before = AutoModelForCausalLM.from_pretrained(workspace["base"], local_files_only=True).state_dict()
+    after_model = AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True)
+    assert after_model.dtype == torch.float32  # saved from fp32 master weights
+    assert _changed_share(before, after_model.state_dict()) > 0.9
+    assert json.loads((out / "training_config.json").read_text())["bf16"] is True
