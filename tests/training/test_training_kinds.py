@@ -306,3 +306,46 @@ def test_a_full_bf16_fine_tune_keeps_fp32_master_weights_so_small_updates_land(w
     assert after_model.dtype == torch.float32  # saved from fp32 master weights
     assert _changed_share(before, after_model.state_dict()) > 0.9
     assert json.loads((out / "training_config.json").read_text())["bf16"] is True
+
+
+def test_each_batch_carries_the_margins_of_its_own_pairs(workspace, safety_reward_model, monkeypatch):
+    """Through the real dataloader: every row of every batch reaches the loss with the margin computed for
+    that pair (a shuffle of margins within a batch keeps the multiset, and must still fail here)."""
+    from annotations.training.modpo import MARGIN_COLUMN, MODPOTrainer
+
+    real_compute = MODPOTrainer._compute_loss
+    real_loss = modpo_module.modpo_loss
+    checked = []
+    expected: dict[tuple[int, ...], float | None] = {}
+    current: dict[str, torch.Tensor] = {}
+
+    def row_key(ids: torch.Tensor, mask: torch.Tensor) -> tuple[int, ...]:
+        return tuple(ids[mask.bool()].tolist())
+
+    def spying_compute(self, model, inputs, return_outputs):
+        if not expected:
+            for example in self.train_dataset:
+                single = self.data_collator([example])
+                key = row_key(single["input_ids"][0], single["attention_mask"][0])
+                # Two pairs with the same chosen tokens cannot be told apart: leave them out of the check.
+                expected[key] = None if key in expected else float(example[MARGIN_COLUMN])
+        # Training batches only: an evaluation pair may share its chosen tokens with a training pair.
+        current["inputs"] = inputs if self.model.training else None
+        return real_compute(self, model, inputs, return_outputs)
+
+    def spying_loss(chosen, rejected, margins, **kwargs):
+        inputs = current["inputs"]
+        for row in range(len(margins) if inputs is not None else 0):
+            key = row_key(inputs["input_ids"][row], inputs["attention_mask"][row])
+            if expected.get(key) is not None:
+                checked.append((expected[key], float(margins[row])))
+        return real_loss(chosen, rejected, margins, **kwargs)
+
+    monkeypatch.setattr(MODPOTrainer, "_compute_loss", spying_compute)
+    monkeypatch.setattr(modpo_module, "modpo_loss", spying_loss)
+    spec = modpo_spec(workspace, safety_reward_model.output_dir, max_steps=4)
+    result = run_training(spec, dataset_dir=workspace["multi"], output_dir=workspace["root"] / "modpo-rows")
+    assert result.status == "completed"
+    assert len(checked) >= 8 and len({round(e, 6) for e, _ in checked}) > 1
+    for want, got in checked:
+        assert got == pytest.approx(want, abs=1e-6)
