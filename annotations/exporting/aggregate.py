@@ -11,7 +11,16 @@ from annotations.exporting.records import ComparisonRecord, ExportInputError, Vo
 SCALE_MAX_STRENGTH = {3: 1, 5: 2, 7: 3}
 
 # Why a criterion of a comparison did or did not get a label; manifest "outcomes" counts these.
-STATUSES = ("a", "b", "tie", "too_few_votes", "no_consensus", "below_margin", "both_unacceptable")
+STATUSES = (
+    "a",
+    "b",
+    "tie",
+    "too_few_votes",
+    "no_consensus",
+    "disputed",
+    "below_margin",
+    "both_unacceptable",
+)
 
 # Why a rater's votes are not counted.
 EXCLUDED_JUDGE = "judge_not_counted"
@@ -152,8 +161,12 @@ def aggregate_votes(
         preferred = "a"
     elif counts.b > counts.a and counts.b > counts.tie:
         preferred = "b"
-    else:
+    elif counts.tie > counts.a and counts.tie > counts.b:
         preferred = "tie"
+    else:
+        # No plurality (1 A against 1 B, or as many ties as votes for a side): the raters disagree. That
+        # is not equality, and a model must not be trained to treat it as a tie.
+        return no_label("disputed")
 
     if preferred == "tie":
         return CriterionOutcome("tie", "tie", counts, judge_counts, _round(counts.tie / n), 0.0)

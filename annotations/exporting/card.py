@@ -6,7 +6,11 @@ import json
 from typing import Any
 
 _DECISION_TEXT = {
-    "majority": "the option (A, tie, B) with strictly the most counted votes wins; a shared top is a tie",
+    "majority": (
+        "the option (A, tie, B) with strictly the most counted votes wins; a tie is a label only when the raters "
+        'chose "tie" most often; a shared top (1 A against 1 B, or as many ties as votes for a side) is a '
+        'disagreement: no label, counted as "disputed" in the outcomes, never written as a tie'
+    ),
     "unanimity": "every counted vote must be on the same option, otherwise the criterion gets no label",
 }
 

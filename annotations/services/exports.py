@@ -49,7 +49,7 @@ from annotations.exporting import (
 from annotations.exporting.export import MANIFEST_NAME
 from annotations.exporting.rows import FILE_FORMATS, FORMATS
 from annotations.exporting.writers import sha256_of_file
-from annotations.models import JobStatus, PreferenceExport, Rater, Rating, Study, System
+from annotations.models import Comparison, JobStatus, PreferenceExport, Prompt, Rater, Rating, Study, System
 from annotations.selectors_exports import ExportQuery, export_reader
 from annotations.selectors_reports import REPORTED_PURPOSES, ReportFilters
 from annotations.services.audit import audit_record
@@ -521,3 +521,37 @@ def export_summary(export: PreferenceExport) -> dict[str, Any]:
         "zip_sha256": export.zip_sha256 or None,
         "manifest": manifest or None,
     }
+
+
+def export_prompt_ids(*, export: PreferenceExport, split: str, include_unrated: bool = False) -> set[int]:
+    """Prompts that an export puts in `split`: those named (by comparison id) in the split's files under
+    data/ and ties/. With `include_unrated`, for a plain hashed split also every other prompt of the study
+    whose seeded hash falls in `split` (a prompt with no decisive votes is in no file, but the split still
+    owns it). A prompt never lies in two splits of one export."""
+    root = Path(export.path)
+    manifest = export.manifest or json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    comparison_ids: set[int] = set()
+    for folder in ("data", "ties"):
+        for path in sorted((root / folder).rglob(f"{split}.*")) if (root / folder).is_dir() else []:
+            comparison_ids |= {int(value) for value in _file_comparison_ids(path) if str(value).isdigit()}
+    prompt_ids = set(
+        Comparison.objects.filter(study_id=export.study_id, pk__in=comparison_ids).values_list("prompt_id", flat=True)
+    )
+    split_config = manifest.get("split") or {}
+    if include_unrated and split_config and not split_config.get("stratify_by"):
+        from annotations.exporting.splits import PromptSplitter, SplitConfig
+
+        splitter = PromptSplitter(SplitConfig.from_dict(split_config))
+        for pk, external_id in Prompt.objects.filter(study_id=export.study_id).values_list("pk", "external_id"):
+            if splitter.split_of(external_id) == split:
+                prompt_ids.add(pk)
+    return prompt_ids
+
+
+def _file_comparison_ids(path: Path) -> list[Any]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path, columns=["comparison_id"]).column("comparison_id").to_pylist()
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line).get("comparison_id") for line in lines if line.strip()]

@@ -27,8 +27,15 @@ def test_majority_picks_the_side_with_most_votes():
     assert outcome(clinicians(1, 1, 0)).preferred == "b"
 
 
-@pytest.mark.parametrize("values", [(-1, 1), (-1, 0), (-1, 1, 0), (0, 0, -1, 1)])
-def test_majority_calls_a_shared_top_a_tie(values):
+@pytest.mark.parametrize("values", [(-1, 1), (-1, 0), (-1, 1, 0), (1, 1, 0, 0)])
+def test_majority_calls_a_shared_top_a_dispute_not_a_tie(values):
+    """Raters who disagree have not said the responses are equal: no label, and never a tie row."""
+    result = outcome(clinicians(*values))
+    assert (result.status, result.preferred) == ("disputed", None)
+
+
+@pytest.mark.parametrize("values", [(0, 0), (0, 0, -1), (0, 0, -1, 1)])
+def test_majority_calls_a_tie_only_when_the_raters_chose_tie(values):
     assert outcome(clinicians(*values)).preferred == "tie"
 
 
