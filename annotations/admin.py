@@ -4,6 +4,9 @@ from annotations import models as m
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable, never added, changed or deleted here: these rows change only through services, which check
+    the change and write its audit row in the same transaction. The admin would do neither."""
+
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
@@ -78,14 +81,14 @@ class RaterAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(ReadOnlyAdmin):
     list_display = ["public_id", "study", "rater", "status", "purpose", "left_is_first", "submitted_at"]
     list_filter = ["study", "status", "purpose"]
     raw_id_fields = ["comparison", "rater"]
 
 
 @admin.register(m.Rating)
-class RatingAdmin(admin.ModelAdmin):
+class RatingAdmin(ReadOnlyAdmin):
     list_display = ["assignment", "criterion", "value", "revision", "updated_at"]
     raw_id_fields = ["assignment"]
 
@@ -96,30 +99,48 @@ class JudgeAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.Judgment)
-class JudgmentAdmin(admin.ModelAdmin):
+class JudgmentAdmin(ReadOnlyAdmin):
     list_display = ["judge", "comparison", "criterion", "value"]
     raw_id_fields = ["comparison"]
 
 
+@admin.register(m.JudgeRun)
+class JudgeRunAdmin(ReadOnlyAdmin):
+    list_display = ["public_id", "study", "judge", "status", "created_at"]
+    list_filter = ["status"]
+
+
+@admin.register(m.JudgmentCall)
+class JudgmentCallAdmin(ReadOnlyAdmin):
+    list_display = ["id", "run", "comparison", "criterion_key", "status", "created_at"]
+    list_filter = ["status"]
+
+
+@admin.register(m.GenerationRun)
+class GenerationRunAdmin(ReadOnlyAdmin):
+    list_display = ["public_id", "study", "status", "created_at"]
+    list_filter = ["status"]
+
+
 @admin.register(m.AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "action", "actor_label", "study", "object_type", "object_id"]
+    list_display = ["sequence", "created_at", "action", "actor_label", "study", "object_type", "object_id"]
     list_filter = ["action"]
     search_fields = ["actor_label", "action"]
 
 
 @admin.register(m.PreferenceExport)
-class PreferenceExportAdmin(admin.ModelAdmin):
+class PreferenceExportAdmin(ReadOnlyAdmin):
     list_display = ["public_id", "study", "format", "status", "created_at"]
 
 
 @admin.register(m.TrainingJob)
-class TrainingJobAdmin(admin.ModelAdmin):
+class TrainingJobAdmin(ReadOnlyAdmin):
     list_display = ["public_id", "study", "kind", "status", "step", "total_steps", "attempts"]
 
 
 @admin.register(m.ReportSnapshot)
-class ReportSnapshotAdmin(admin.ModelAdmin):
+class ReportSnapshotAdmin(ReadOnlyAdmin):
     list_display = ["study", "fingerprint", "status", "computed_at"]
 
 

@@ -86,3 +86,35 @@ rules.add_perm("annotations.view_members", is_admin | is_study_researcher)
 rules.add_perm("annotations.view_systems", is_admin | is_study_researcher)
 rules.add_perm("annotations.manage_accounts", is_admin)
 rules.add_perm("annotations.invite_users", is_admin)
+
+
+# Sign-in help: password reset links (object = the account) and failed-login lockouts.
+@rules.predicate
+def is_researcher_of_clinician(user: AbstractBaseUser, account: AbstractBaseUser | None) -> bool:
+    """`account` is a clinician in a study where `user` is an owner or researcher."""
+    if account is None or not user.is_authenticated:
+        return False
+    return StudyMembership.objects.filter(
+        user=account,
+        role=StudyMembership.Role.CLINICIAN,
+        study__memberships__user=user,
+        study__memberships__role__in=[StudyMembership.Role.OWNER, StudyMembership.Role.RESEARCHER],
+    ).exists()
+
+
+@rules.predicate
+def owns_a_study(user: AbstractBaseUser) -> bool:
+    return user.is_authenticated and StudyMembership.objects.filter(user=user, role=StudyMembership.Role.OWNER).exists()
+
+
+rules.add_perm("annotations.reset_password", is_admin | is_researcher_of_clinician)
+rules.add_perm("annotations.view_lockouts", is_admin | owns_a_study)
+
+
+def lockout_usernames_visible_to(user: AbstractBaseUser):
+    """Usernames whose lockouts `user` may see and clear: None for an admin (every one, existing or not),
+    else the members of the studies they own."""
+    if is_admin(user):
+        return None
+    owned = StudyMembership.objects.filter(user=user, role=StudyMembership.Role.OWNER).values("study_id")
+    return StudyMembership.objects.filter(study_id__in=owned).values_list("user__username", flat=True).distinct()

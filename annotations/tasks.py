@@ -38,11 +38,12 @@ def training_job_run(self, job_id: int) -> str:
 
 
 @shared_task(name="annotations.tasks.training_jobs_recover")
-def training_jobs_recover() -> list[int]:
-    """Periodic (beat): re-queue running training jobs whose heartbeat is stale."""
+def training_jobs_recover() -> dict[str, list[int]]:
+    """Periodic (beat): re-queue running training jobs and generation runs whose heartbeat is stale."""
+    from annotations.services.generation import generation_runs_recover
     from annotations.services.training_jobs import training_jobs_recover as recover
 
-    return recover()
+    return {"training_jobs": recover(), "generation_runs": generation_runs_recover()}
 
 
 @worker_ready.connect(dispatch_uid="annotations.recover_training_jobs_on_worker_ready")

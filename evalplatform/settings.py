@@ -4,6 +4,7 @@ Production is the default: DEBUG is off, SECRET_KEY is required, cookies are sec
 sets DEBUG=true and a local secret; tests use evalplatform.test_settings.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -29,7 +30,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "rules.apps.AutodiscoverRulesConfig",
@@ -40,12 +40,16 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside every other: error pages and reshaped API errors get no-store as well.
+    "annotations.middleware.NoStoreMiddleware",
     "annotations.middleware.ApiErrorShapeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After authentication and messages, so its 400 page renders like any other; before every view.
+    "annotations.middleware.BadInputMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "annotations.middleware.ContentSecurityPolicyMiddleware",
     "annotations.middleware.IdleTimeoutMiddleware",
@@ -132,8 +136,12 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("BEHIND_TLS_PROXY", False):
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many proxies append to X-Forwarded-For in front of the app; the client is the entry the outermost one
+# wrote (annotations.lockout.client_address). Ignored unless BEHIND_TLS_PROXY: the header is then never trusted.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
 # Clinicians' sessions end after this many seconds without a request (IdleTimeoutMiddleware).
@@ -144,10 +152,18 @@ CONTENT_SECURITY_POLICY = (
 )
 
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_HOURS", 1)
-# Locks a username after repeated failures (guessing one password) and an address after repeated failures
-# across usernames (spraying one password). A clinic behind one NAT address shares the address lock.
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Failures count per username *and* address together, so one person's typos behind a shared NAT address lock
+# no one else, and knowing a username does not let anyone lock it from elsewhere (annotations/lockout.py).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# A locked pair waits LOCKOUT_FIRST_DELAY_SECONDS; each failure after a wait doubles it, up to the maximum.
+LOCKOUT_FIRST_DELAY_SECONDS = env_int("LOCKOUT_FIRST_DELAY_SECONDS", 60)
+LOCKOUT_MAX_DELAY_SECONDS = env_int("LOCKOUT_MAX_DELAY_SECONDS", 3600)
+# A pair's failures are forgotten this long after its last one (axes' cool-off is the memory, not the wait).
+AXES_COOLOFF_TIME = timedelta(hours=env_int("LOCKOUT_FORGET_AFTER_HOURS", 24))
+AXES_HANDLER = "annotations.lockout.GrowingDelayHandler"
+AXES_CLIENT_IP_CALLABLE = "annotations.lockout.client_address"
+# Attempts during a wait are refused without counting, so retrying the right password does not extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 # The API answers a lockout in its one error shape; the login page explains it (annotations.middleware).
@@ -155,21 +171,30 @@ AXES_LOCKOUT_CALLABLE = "annotations.middleware.lockout_response"
 # Passwords never reach axes' logs or its access-attempt rows.
 AXES_SENSITIVE_PARAMETERS = ["password", "password1", "password2", "new_password1", "new_password2"]
 
+# API tokens expire this many days after they are issued (a token is shown once; only its SHA-256 is stored).
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 90)
+# One-time password reset links made by a researcher or admin expire after this many hours.
+PASSWORD_RESET_LINK_HOURS = env_int("PASSWORD_RESET_LINK_HOURS", 72)
+
 REST_FRAMEWORK = {
     # Token first: an unauthenticated request then gets 401 with `WWW-Authenticate: Token` (not a bare 403).
     # Session authentication (the browser) enforces CSRF on writes; tokens are never sent by browsers on their own.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "annotations.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only: the browsable API would be a second, script-heavy UI outside the Content-Security-Policy.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # LimitOffsetPagination with a max_limit: ?limit=2**64 must not reach the database as a LIMIT.
+    "DEFAULT_PAGINATION_CLASS": "annotations.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "annotations.api.errors.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"auth": env_str("AUTH_THROTTLE_RATE", "20/min")},
+    # Throttles identify the client as the lockout does (annotations.lockout.client_address): X-Forwarded-For
+    # only behind the proxy, so varying the header cannot buy a fresh throttle bucket.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT if BEHIND_TLS_PROXY else 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "evalplatform API",
@@ -196,8 +221,11 @@ SPECTACULAR_SETTINGS = {
 # production and tests use Redis. Job state lives in the database, so no result backend is needed.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
-    # Longer than the longest training job, so a late-acknowledged task is not redelivered while it runs.
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 48 * 3600),
+    # How long an unacknowledged (late-acked) message waits before the broker hands it out again. Recovery no
+    # longer relies on it (a lost pool child's message is requeued at once and its claim takes the job back; a
+    # dead machine's jobs are re-queued by heartbeat), so it only bounds how long a message reserved by a dead
+    # worker waits. A redelivery while the job still runs is harmless: the claim in the database refuses it.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
@@ -225,12 +253,17 @@ CELERY_TRAINING_TIME_LIMIT = CELERY_TRAINING_SOFT_TIME_LIMIT + 600
 # A running job writes a heartbeat this often; one silent for TRAINING_STALE_AFTER_SECONDS is re-queued.
 TRAINING_HEARTBEAT_SECONDS = env_int("TRAINING_HEARTBEAT_SECONDS", 30)
 TRAINING_STALE_AFTER_SECONDS = env_int("TRAINING_STALE_AFTER_SECONDS", 600)
+# Generation runs beat and are recovered the same way; a run that keeps losing its worker fails after this many.
+GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3)
 CELERY_BEAT_SCHEDULE = {
     "recover-training-jobs": {"task": "annotations.tasks.training_jobs_recover", "schedule": 300.0},
 }
 
-# Reports and exports over this many ratings run on a Celery worker; smaller ones in the request.
-REPORT_INLINE_MAX_ROWS = env_int("REPORT_INLINE_MAX_ROWS", 20_000)
+# Every report is computed on a Celery worker, never in a request. Resamples are capped per report, and each
+# researcher may have this many reports queued or running at once (a clear message past it).
+REPORT_MAX_RESAMPLES = env_int("REPORT_MAX_RESAMPLES", 10_000)
+REPORT_MAX_ACTIVE_PER_USER = env_int("REPORT_MAX_ACTIVE_PER_USER", 2)
+# Exports over this many ratings run on a Celery worker; smaller ones in the request.
 EXPORT_INLINE_MAX_RATINGS = env_int("EXPORT_INLINE_MAX_RATINGS", 20_000)
 # Written into every export's manifest; defaults to the git commit of the checkout.
 CODE_VERSION = env_str("EVALPLATFORM_CODE_VERSION", "")
@@ -238,11 +271,24 @@ CODE_VERSION = env_str("EVALPLATFORM_CODE_VERSION", "")
 # Import limits (characters of one text field, and errors listed before stopping).
 IMPORT_MAX_TEXT_CHARS = env_int("IMPORT_MAX_TEXT_CHARS", 20000)
 IMPORT_MAX_ERRORS = env_int("IMPORT_MAX_ERRORS", 50)
+# The largest request body (an import upload) the server reads; larger ones get 413 naming the limit.
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 1024**3)
+
+# Training jobs load base models only from inside these directories (colon-separated; realpath is compared),
+# or from the artifacts of a finished job of the same study. Nothing else on the server's disk is reachable.
+MODEL_ROOTS = [Path(root) for root in env_str("MODEL_ROOTS", str(VAR_DIR / "models")).split(":") if root]
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"forbidden_without_traceback": {"()": "evalplatform.log_filters.ForbiddenWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's default config gives "django" its own console handler (with DEBUG) besides propagating to the
+        # root, which printed each line twice; one handler here, and no propagation, prints it once.
+        "django": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO"), "propagate": False},
+        "django.request": {"filters": ["forbidden_without_traceback"]},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }

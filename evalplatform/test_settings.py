@@ -1,6 +1,7 @@
 """Settings for the test suite: PostgreSQL and Redis, as in production (never SQLite or eager mode)."""
 
 import os
+import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/evalplatform")
@@ -10,6 +11,8 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("EVALPLATFORM_VAR_DIR", "/tmp/evalplatform-test-var")
+# Tests build their tiny base models under pytest's temporary directories.
+os.environ.setdefault("MODEL_ROOTS", tempfile.gettempdir())
 
 from evalplatform.settings import *  # noqa: F403
 

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # make run: SQLite and the filesystem broker under var/, the web server and a real Celery worker.
+# Served as in production (gunicorn, DEBUG off, static files by whitenoise), so a mistyped link shows the styled
+# 404 page and never Django's debug page with the URL map. Only what plain http on localhost needs is relaxed:
+# no redirect to https and no secure-only cookies (the browser would drop them over http).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p var
@@ -7,7 +10,9 @@ if [ ! -s var/secret_key ]; then
   .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key
   chmod 600 var/secret_key
 fi
-export SECRET_KEY="$(cat var/secret_key)" DEBUG="${DEBUG:-true}" DJANGO_SETTINGS_MODULE=evalplatform.settings
+export SECRET_KEY="$(cat var/secret_key)" DEBUG="${DEBUG:-false}" DJANGO_SETTINGS_MODULE=evalplatform.settings
+export ALLOWED_HOSTS="${ALLOWED_HOSTS:-127.0.0.1,localhost}" SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false \
+  CSRF_COOKIE_SECURE=false SECURE_HSTS_SECONDS=0
 PY=.venv/bin/python
 $PY manage.py migrate --noinput
 $PY manage.py demo_setup
@@ -23,4 +28,5 @@ judge_server=$!
 trap 'kill $worker $judge_server 2>/dev/null; wait $worker $judge_server 2>/dev/null; exit 0' INT TERM EXIT
 echo "Worker started (log: var/worker.log). Demo judge endpoint: http://127.0.0.1:${JUDGE_PORT}/v1 (model prefer-longer or hash)."
 echo "Serving http://127.0.0.1:${PORT:-8000}/ — Ctrl-C stops all three."
-$PY manage.py runserver "127.0.0.1:${PORT:-8000}"
+# Threads, so a slow page never holds a clinician's request; reports are computed by the worker, not here.
+$PY -m gunicorn evalplatform.wsgi --bind "127.0.0.1:${PORT:-8000}" --workers 2 --threads 4 --timeout 120

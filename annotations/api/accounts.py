@@ -19,12 +19,12 @@ from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from annotations.api.authentication import ClientAddressScopedThrottle
 from annotations.api.errors import api_validation_error
 from annotations.api.studies import api_study
-from annotations.models import Invitation, Profile, StudyMembership
+from annotations.models import ApiToken, Invitation, Profile, StudyMembership
 from annotations.permissions import is_admin
 from annotations.services import accounts as account_services
 
@@ -34,19 +34,25 @@ from annotations.services import accounts as account_services
 class TokenInput(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=512, trim_whitespace=False, style={"input_type": "password"})
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="api")
 
 
 class TokenOutput(serializers.Serializer):
-    token = serializers.CharField()
+    token = serializers.CharField(help_text="The key, shown once: send it as `Authorization: Token <key>`.")
+    prefix = serializers.CharField()
+    expires_at = serializers.DateTimeField()
 
 
 class TokenObtainApi(APIView):
-    """Exchange a username and password for an API token (send it as `Authorization: Token <key>`)."""
+    """Exchange a username and password for a new API token (send it as `Authorization: Token <key>`).
+
+    Each call issues a new token that expires after API_TOKEN_DAYS; only its SHA-256 is stored.
+    """
 
     # No session: this endpoint only takes credentials, so it needs no CSRF token and grants no cookie.
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ClientAddressScopedThrottle]
     throttle_scope = "auth"
 
     @extend_schema(request=TokenInput, responses={200: TokenOutput}, auth=[])
@@ -59,16 +65,69 @@ class TokenObtainApi(APIView):
         )
         if user is None or not user.is_active:
             raise ValidationError({"non_field_errors": ["Unable to log in with these credentials."]})
-        token = account_services.api_token_issue(user=user)
-        return Response({"token": token.key})
+        token, key = account_services.api_token_issue(user=user, name=data.validated_data["name"])
+        return Response({"token": key, "prefix": token.prefix, "expires_at": token.expires_at})
 
 
 class TokenRevokeApi(APIView):
-    """Revoke your own API token; the next request with it is refused."""
+    """Revoke the token sending this request (from a browser session: all your tokens); it is refused after."""
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request) -> Response:
-        account_services.api_token_revoke(user=request.user)
+        if isinstance(request.auth, ApiToken):
+            account_services.api_token_revoke(token=request.auth, actor=request.user)
+        else:
+            account_services.api_tokens_revoke_all(user=request.user, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ApiTokenOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(allow_blank=True)
+    prefix = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class ApiTokenCreatedOutput(ApiTokenOutput):
+    token = serializers.CharField(help_text="The key, shown once.")
+
+
+class ApiTokenInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    days = serializers.IntegerField(required=False, min_value=1, max_value=366)
+
+
+class ApiTokenListApi(ListAPIView):
+    """Your API tokens (never their keys). POST issues a new one; its key is in this response only."""
+
+    serializer_class = ApiTokenOutput
+
+    def get_queryset(self):
+        return account_services.api_tokens_of(user=self.request.user)
+
+    @extend_schema(request=ApiTokenInput, responses={201: ApiTokenCreatedOutput})
+    def post(self, request: Request) -> Response:
+        data = ApiTokenInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        days = data.validated_data.get("days")
+        token, key = account_services.api_token_issue(
+            user=request.user, name=data.validated_data["name"], valid_for=timedelta(days=days) if days else None
+        )
+        return Response({**ApiTokenOutput(token).data, "token": key}, status=status.HTTP_201_CREATED)
+
+
+class ApiTokenApi(APIView):
+    """Revoke one of your tokens by id."""
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, token_id: int) -> Response:
+        token = account_services.api_tokens_of(user=request.user).filter(pk=token_id).first()
+        if token is None:
+            raise Http404
+        account_services.api_token_revoke(token=token, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -126,13 +185,6 @@ class MemberInput(serializers.Serializer):
     quota = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
 
 
-def _user_named(username: str):
-    user = get_user_model().objects.filter(username=username).select_related("profile").first()
-    if user is None:
-        raise ValidationError({"username": ["No account with this username."]})
-    return user
-
-
 class StudyMemberListApi(ListAPIView):
     """Members of a study (owners, researchers, clinicians). Owners and admins add members or change roles."""
 
@@ -149,11 +201,10 @@ class StudyMemberListApi(ListAPIView):
             raise PermissionDenied
         data = MemberInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = _user_named(data.validated_data["username"])
         try:
-            membership = account_services.study_member_set(
+            membership = account_services.study_member_add(
                 study=study,
-                user=user,
+                username=data.validated_data["username"],
                 role=data.validated_data["role"],
                 quota=data.validated_data.get("quota"),
                 actor=request.user,
@@ -383,6 +434,8 @@ urlpatterns = [
     path("auth/token", TokenObtainApi.as_view(), name="api-auth-token"),
     path("me", MeApi.as_view(), name="api-me"),
     path("me/token", TokenRevokeApi.as_view(), name="api-me-token"),
+    path("me/tokens", ApiTokenListApi.as_view(), name="api-me-tokens"),
+    path("me/tokens/<int:token_id>", ApiTokenApi.as_view(), name="api-me-token-detail"),
     path("studies/<slug:slug>/members", StudyMemberListApi.as_view(), name="api-study-members"),
     path("studies/<slug:slug>/members/<str:username>", StudyMemberApi.as_view(), name="api-study-member"),
     path("studies/<slug:slug>/systems", StudySystemListApi.as_view(), name="api-study-systems"),

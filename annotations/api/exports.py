@@ -107,7 +107,7 @@ class ExportDownloadApi(APIView):
     @extend_schema(responses={(200, "application/zip"): OpenApiResponse(description="the export's zip")})
     def get(self, request: Request, slug: str, public_id: uuid.UUID) -> FileResponse:
         study = api_study(request, slug)
-        return export_zip_response(study, _api_export(study, public_id))
+        return export_zip_response(study, _api_export(study, public_id), actor=request.user)
 
 
 urlpatterns = [

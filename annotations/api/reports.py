@@ -6,14 +6,21 @@ from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.api.studies import api_study
 from annotations.models import JobStatus
-from annotations.services.reports import report_csv, report_document, report_params_from_query, report_request
+from annotations.services.audit import audit_download
+from annotations.services.reports import (
+    ReportLimitReached,
+    report_csv,
+    report_document,
+    report_params_from_query,
+    report_request,
+)
 
 REPORT_PARAMETERS = [
     OpenApiParameter("criterion", str, many=True, description="criterion key; repeat for several (default: all)"),
@@ -24,6 +31,14 @@ REPORT_PARAMETERS = [
     OpenApiParameter("resamples", int, description="bootstrap resamples (default 1000, 0 for no intervals)"),
     OpenApiParameter("seed", int, description="bootstrap seed (default 0)"),
 ]
+
+
+def _snapshot(request: Request, study):
+    """The snapshot for the current data, queued on a worker when new; 429 past the per-user limit."""
+    try:
+        return report_request(study=study, params=_params(request), requested_by=request.user)
+    except ReportLimitReached as exc:
+        raise Throttled(detail=str(exc)) from None
 
 
 def _params(request: Request):
@@ -43,8 +58,10 @@ class StudyReportApi(APIView):
     )
     def get(self, request: Request, slug: str) -> Response:
         study = api_study(request, slug)
-        snapshot = report_request(study=study, params=_params(request))
+        snapshot = _snapshot(request, study)
         computing = snapshot.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+        if snapshot.status == JobStatus.SUCCEEDED:
+            audit_download(actor=request.user, kind="report_json", study=study, obj=snapshot, data={"via": "api"})
         return Response(
             report_document(study=study, snapshot=snapshot),
             status=status.HTTP_202_ACCEPTED if computing else status.HTTP_200_OK,
@@ -59,10 +76,11 @@ class StudyReportCsvApi(APIView):
     )
     def get(self, request: Request, slug: str) -> HttpResponse:
         study = api_study(request, slug)
-        snapshot = report_request(study=study, params=_params(request))
+        snapshot = _snapshot(request, study)
         document = report_document(study=study, snapshot=snapshot)
         if snapshot.status != JobStatus.SUCCEEDED:
             return Response(document, status=status.HTTP_202_ACCEPTED)
+        audit_download(actor=request.user, kind="report_csv", study=study, obj=snapshot, data={"via": "api"})
         return HttpResponse(report_csv(document["report"]), content_type="text/csv; charset=utf-8")
 
 

@@ -3,9 +3,10 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.urls import path
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -17,7 +18,7 @@ from annotations.models import SCALE_CHOICES, ScreeningHit, Study
 from annotations.permissions import studies_visible_to
 from annotations.services.comparisons import comparisons_build, responses_screen, screening_hit_resolve
 from annotations.services.importing import ImportFailed, import_study_file
-from annotations.services.studies import study_close, study_create, study_criteria, study_open
+from annotations.services.studies import SLUG_UNAVAILABLE, study_close, study_create, study_criteria, study_open
 
 
 def api_study(request: Request, slug: str, perm: str = "annotations.view_study") -> Study:
@@ -47,20 +48,26 @@ class StudyCreateInput(serializers.Serializer):
     criteria = serializers.ListField(child=serializers.SlugField(), required=False)
 
 
+class SlugTaken(APIException):
+    """Two requests for one slug (or a slug already taken): the loser gets 409, worded as the form's refusal."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "slug_taken"
+    default_detail = SLUG_UNAVAILABLE
+
+
 class StudyListCreateApi(ListAPIView):
     serializer_class = StudyOutput
 
     def get_queryset(self):
         return studies_visible_to(self.request.user).order_by("-created_at")
 
-    @extend_schema(request=StudyCreateInput, responses={201: StudyOutput})
+    @extend_schema(request=StudyCreateInput, responses={201: StudyOutput, 409: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         if not request.user.has_perm("annotations.create_study"):
             raise PermissionDenied
         data = StudyCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        if Study.objects.filter(slug=data.validated_data["slug"]).exists():
-            raise ValidationError({"slug": ["A study with this slug already exists."]})
         try:
             study = study_create(
                 slug=data.validated_data["slug"],
@@ -72,6 +79,8 @@ class StudyListCreateApi(ListAPIView):
                 owner=request.user,
             )
         except DjangoValidationError as exc:
+            if any(error.code == "slug_taken" for error in getattr(exc, "error_dict", {}).get("slug", [])):
+                raise SlugTaken from None
             raise ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
         return Response(StudyOutput(study).data, status=status.HTTP_201_CREATED)
 

@@ -35,6 +35,7 @@ from annotations.services.rating import (
     rating_revise,
     rating_submit,
 )
+from annotations.services.studies import MAX_QUOTA
 
 PAIR_RELATED = ("study", "comparison__prompt", "comparison__response_first", "comparison__response_second")
 
@@ -71,14 +72,22 @@ def _raise_api_error(exc: DjangoValidationError):
     raise api_validation_error(exc, "detail") from None
 
 
+# Time on task above a week is a page left open, not work; the pair page's form clamps to the same bound.
+MAX_TIME_ON_TASK_SECONDS = 7 * 24 * 3600
+
+
+def _seconds_field() -> serializers.FloatField:
+    return serializers.FloatField(required=False, min_value=0, max_value=MAX_TIME_ON_TASK_SECONDS, default=0)
+
+
 class RatingBody(serializers.Serializer):
     values = serializers.DictField(child=serializers.IntegerField(), help_text="criterion key -> displayed value")
     rationales = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
     rationale = serializers.CharField(required=False, allow_blank=True, default="")
     both_unacceptable = serializers.BooleanField(required=False, default=False)
     unacceptable_reason = serializers.CharField(required=False, allow_blank=True, default="")
-    total_seconds = serializers.FloatField(required=False, min_value=0, default=0)
-    active_seconds = serializers.FloatField(required=False, min_value=0, default=0)
+    total_seconds = _seconds_field()
+    active_seconds = _seconds_field()
 
     def rating_input(self) -> RatingInput:
         return RatingInput(**self.validated_data)
@@ -171,8 +180,8 @@ class PairSkipApi(APIView):
 
 class DraftBody(serializers.Serializer):
     draft = serializers.DictField()
-    total_seconds = serializers.FloatField(required=False, min_value=0, default=0)
-    active_seconds = serializers.FloatField(required=False, min_value=0, default=0)
+    total_seconds = _seconds_field()
+    active_seconds = _seconds_field()
 
 
 class PairDraftApi(APIView):
@@ -222,7 +231,7 @@ class StudyGoldApi(APIView):
 
 class ClinicianBody(serializers.Serializer):
     username = serializers.CharField()
-    quota = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    quota = serializers.IntegerField(min_value=0, max_value=MAX_QUOTA, required=False, allow_null=True, default=None)
 
 
 class StudyClinicianApi(APIView):

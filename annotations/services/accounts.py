@@ -1,27 +1,41 @@
-"""Accounts: invitations, account creation, role and membership changes, API tokens, failed-login audit.
+"""Accounts: invitations, account creation, role and membership changes, passwords and reset links, API tokens,
+failed-login audit and lockout clearing.
 
 Every write runs in one transaction with its audit row, so both commit or neither does.
 Passwords and tokens never reach an audit row or a log line.
 """
 
-import csv
+import hashlib
 import json
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
 
+from axes.models import AccessAttempt
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
-from annotations.models import AuditEvent, Invitation, Profile, Rater, Study, StudyMembership
+from annotations.csvsafe import csv_writer
+from annotations.lockout import client_address
+from annotations.models import (
+    ApiToken,
+    AuditEvent,
+    Invitation,
+    PasswordResetLink,
+    Profile,
+    Rater,
+    Study,
+    StudyMembership,
+)
 from annotations.services.audit import audit_record
 from annotations.services.studies import membership_set
 
@@ -274,27 +288,205 @@ def _ensure_another_owner(*, study: Study, user: AbstractBaseUser) -> None:
         raise ValidationError({"role": "A study keeps at least one owner."})
 
 
+# Members are added by username; whether a name is unknown, inactive or of a role the study role does not fit,
+# the answer is the same, so the form cannot be used to probe which accounts exist or what role they hold.
+MEMBER_NOT_ADDABLE = "No account with that username can be added to this study in that role."
+
+
 @transaction.atomic
-def api_token_issue(*, user: AbstractBaseUser) -> Token:
-    """The user's API token for scripts (one per user; created on first request)."""
-    token, created = Token.objects.get_or_create(user=user)
-    if created:
-        audit_record(actor=user, action="auth.token_issue", obj=user)
+def study_member_add(
+    *, study: Study, username: str, role: str, actor: AbstractBaseUser | None, quota: int | None = None
+) -> StudyMembership:
+    """Add a member (or change a member's role) by username, refusing every ineligible name alike."""
+    if role not in StudyMembership.Role.values:
+        raise ValidationError({"role": f"Unknown study role {role!r}."})
+    user = get_user_model().objects.filter(username=username, is_active=True).select_related("profile").first()
+    account_role = _role_of(user) if user is not None else None
+    if account_role is None or role not in _ALLOWED_STUDY_ROLES[account_role]:
+        raise ValidationError({"username": MEMBER_NOT_ADDABLE})
+    return study_member_set(study=study, user=user, role=role, actor=actor, quota=quota)
+
+
+# Passwords ------------------------------------------------------------------------------------------------------
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@transaction.atomic
+def password_change(*, user: AbstractBaseUser, password: str) -> None:
+    """A user sets their own new password (the caller has checked the old one). Validators apply; audited."""
+    validate_password(password, user=user)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    audit_record(actor=user, action="auth.password_change", obj=user)
+
+
+@transaction.atomic
+def password_reset_link_create(
+    *, user: AbstractBaseUser, actor: AbstractBaseUser, valid_for: timedelta | None = None
+) -> tuple[PasswordResetLink, str]:
+    """A one-time link for `user` to set a new password. Returns the row and the token, which is shown once:
+    only its SHA-256 is stored. The caller checks the actor may reset this user's password."""
+    valid_for = valid_for or timedelta(hours=settings.PASSWORD_RESET_LINK_HOURS)
+    token = secrets.token_urlsafe(32)
+    link = PasswordResetLink.objects.create(
+        user=user, token_hash=_sha256(token), expires_at=timezone.now() + valid_for, created_by=actor
+    )
+    audit_record(
+        actor=actor,
+        action="auth.password_reset_link",
+        obj=user,
+        data={"user": user.get_username(), "link": link.pk, "expires_at": link.expires_at.isoformat()},
+    )
+    return link, token
+
+
+def password_reset_link_usable(token: str) -> PasswordResetLink | None:
+    """The open (unused, unexpired) link for `token`, or None."""
+    if not token or len(token) > 64:
+        return None
+    return (
+        PasswordResetLink.objects.select_related("user")
+        .filter(token_hash=_sha256(token), used_at__isnull=True, expires_at__gt=timezone.now())
+        .first()
+    )
+
+
+@transaction.atomic
+def password_reset_link_use(*, token: str, password: str) -> AbstractBaseUser:
+    """Set a new password through a reset link, once. Its API tokens are revoked and its lockouts cleared, since
+    a reset often follows a lost or shared password. Raises ValidationError for a dead link or a weak password."""
+    # Locking the row makes a double submit use the link once.
+    link = (
+        PasswordResetLink.objects.select_for_update()
+        .select_related("user")
+        .filter(token_hash=_sha256(token or ""), used_at__isnull=True, expires_at__gt=timezone.now())
+        .first()
+    )
+    if link is None:
+        raise ValidationError("This password reset link is invalid, used or expired.")
+    user = link.user
+    validate_password(password, user=user)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    link.used_at = timezone.now()
+    link.save(update_fields=["used_at"])
+    revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    AccessAttempt.objects.filter(username=user.get_username()).delete()
+    audit_record(actor=user, action="auth.password_reset", obj=user, data={"link": link.pk, "tokens_revoked": revoked})
+    return user
+
+
+# API tokens -----------------------------------------------------------------------------------------------------
+
+# Writing last_used_at on every request would turn each API read into a write; once a minute is enough to tell
+# a live token from a forgotten one.
+TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@transaction.atomic
+def api_token_issue(
+    *, user: AbstractBaseUser, name: str = "", valid_for: timedelta | None = None
+) -> tuple[ApiToken, str]:
+    """A new API token for `user`. Returns the row and the key, which is shown once: only its SHA-256 is stored."""
+    valid_for = valid_for or timedelta(days=settings.API_TOKEN_DAYS)
+    if valid_for <= timedelta(0):
+        raise ValidationError({"expires_at": "A token must be valid for some time."})
+    key = secrets.token_urlsafe(32)
+    token = ApiToken(
+        user=user,
+        name=name.strip()[:100],
+        prefix=key[:8],
+        key_hash=_sha256(key),
+        expires_at=timezone.now() + valid_for,
+    )
+    token.full_clean(exclude=["user"])
+    token.save()
+    audit_record(
+        actor=user,
+        action="auth.token_issue",
+        obj=user,
+        data={
+            "token": token.pk,
+            "prefix": token.prefix,
+            "name": token.name,
+            "expires_at": token.expires_at.isoformat(),
+        },
+    )
+    return token, key
+
+
+def api_token_authenticate(*, key: str) -> ApiToken | None:
+    """The live (unrevoked, unexpired) token for `key`, with its user; notes when it was last used."""
+    if not key or len(key) > 200:
+        return None
+    now = timezone.now()
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=_sha256(key), revoked_at__isnull=True, expires_at__gt=now)
+        .first()
+    )
+    if token is None:
+        return None
+    if token.last_used_at is None or now - token.last_used_at >= TOKEN_LAST_USED_RESOLUTION:
+        # Conditional, so concurrent requests with one token write it once.
+        ApiToken.objects.filter(pk=token.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - TOKEN_LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
+        token.last_used_at = now
     return token
 
 
 @transaction.atomic
-def api_token_revoke(*, user: AbstractBaseUser) -> bool:
-    deleted, _ = Token.objects.filter(user=user).delete()
-    if deleted:
-        audit_record(actor=user, action="auth.token_revoke", obj=user)
-    return bool(deleted)
+def api_token_revoke(*, token: ApiToken, actor: AbstractBaseUser) -> bool:
+    """Revoke one token (its owner, from their page or the API). False if it was already revoked."""
+    changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if changed:
+        audit_record(
+            actor=actor,
+            action="auth.token_revoke",
+            obj=token.user,
+            data={"token": token.pk, "prefix": token.prefix, "name": token.name},
+        )
+    return bool(changed)
+
+
+@transaction.atomic
+def api_tokens_revoke_all(*, user: AbstractBaseUser, actor: AbstractBaseUser) -> int:
+    """Revoke every live token of `user`; returns how many."""
+    live = list(ApiToken.objects.select_for_update().filter(user=user, revoked_at__isnull=True))
+    for token in live:
+        api_token_revoke(token=token, actor=actor)
+    return len(live)
+
+
+def api_tokens_of(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
+    """The user's tokens, live ones first, newest first (for their page and the API; keys are never stored)."""
+    return ApiToken.objects.filter(user=user).order_by(F("revoked_at").asc(nulls_first=True), "-created_at")
+
+
+# Lockouts -------------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def lockout_clear(*, username: str, ip_address: str, actor: AbstractBaseUser) -> int:
+    """Forget a (username, address) pair's failed logins, so it may log in at once (audited). The caller checks
+    the actor may see this lockout."""
+    deleted, _ = AccessAttempt.objects.filter(username=username, ip_address=ip_address).delete()
+    audit_record(
+        actor=actor,
+        action="auth.lockout_clear",
+        data={"username": username[:150], "ip": ip_address[:45], "attempt_rows": deleted},
+    )
+    return deleted
 
 
 def _client_ip(request: HttpRequest | None) -> str:
     if request is None:
         return ""
-    return getattr(request, "axes_ip_address", None) or request.META.get("REMOTE_ADDR", "")
+    return getattr(request, "axes_ip_address", None) or client_address(request)
 
 
 def login_failed_record(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs) -> None:
@@ -358,19 +550,14 @@ def audit_event_as_row(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def _csv_safe(value: str) -> str:
-    # A cell starting with = + - @ runs as a formula in spreadsheets; usernames in failed logins are attacker-chosen.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def audit_csv_write(events: Iterable[AuditEvent], stream: IO[str]) -> int:
-    writer = csv.writer(stream)
+    writer = csv_writer(stream)  # usernames in failed logins are attacker-chosen: formulas are defused
     writer.writerow(AUDIT_FIELDS)
     count = 0
     for event in events:
         row = audit_event_as_row(event)
         row["data"] = json.dumps(row["data"], sort_keys=True)
-        writer.writerow([_csv_safe(str(row[field])) for field in AUDIT_FIELDS])
+        writer.writerow([str(row[field]) for field in AUDIT_FIELDS])
         count += 1
     return count
 

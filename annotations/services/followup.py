@@ -23,6 +23,7 @@ from annotations.models import (
 from annotations.services.audit import audit_record
 from annotations.services.comparisons import comparisons_build, responses_screen
 from annotations.services.generation import export_test_prompt_ids, generation_prompts
+from annotations.services.studies import SLUG_UNAVAILABLE, study_insert
 
 # What a follow-up keeps of its source's design. Gold items and calibration are not copied (the
 # follow-up has no gold comparisons), nor the screening override (its responses are screened anew).
@@ -110,7 +111,7 @@ def followup_study_create(
     title = (title or "").strip() or f"Follow-up of {source.title}"[:200]
     names = list(dict.fromkeys(name.strip() for name in system_names if name and name.strip()))
     if Study.objects.filter(slug=slug).exists():
-        errors["slug"] = f"A study with the slug {slug!r} already exists."
+        errors["slug"] = SLUG_UNAVAILABLE
     systems = {s.name: s for s in System.objects.filter(study=source, name__in=names)}
     unknown = [name for name in names if name not in systems]
     if unknown:
@@ -142,8 +143,7 @@ def followup_study_create(
         owner=actor if actor is not None and actor.is_authenticated else None,
         **{name: getattr(source, name) for name in COPIED_SETTINGS},
     )
-    study.full_clean()
-    study.save()
+    study_insert(study)
     StudyCriterion.objects.bulk_create(
         [
             StudyCriterion(study=study, criterion_id=row.criterion_id, position=row.position)

@@ -20,20 +20,20 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings as django_settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Concat
+from django.db.models import F, Q
 from django.utils import timezone
 
 from annotations.models import (
-    Comparison,
     GenerationRun,
     JobStatus,
     PreferenceExport,
@@ -44,6 +44,15 @@ from annotations.models import (
     TrainingJob,
 )
 from annotations.services.audit import audit_record
+from annotations.services.exports import export_prompt_ids
+from annotations.services.job_state import job_cancel, log_line
+from annotations.services.training_jobs import heartbeat_seconds, stale_after_seconds
+from annotations.services.worker_processes import (
+    PID_SEPARATOR,
+    Heartbeat,
+    held_by_dead_local_process,
+    worker_identity,
+)
 from annotations.training.generate import GenerationSettings, artifact_problem, settings_parse
 
 logger = logging.getLogger(__name__)
@@ -62,37 +71,8 @@ TEST_SPLIT = "test"
 
 
 def export_test_prompt_ids(*, export: PreferenceExport) -> set[int]:
-    """Prompts of the export's study that its split puts in test: those named (by comparison id) in the
-    test files of data/ and ties/, and, for a plain hashed split, every other prompt of the study whose
-    seeded hash falls in test (a prompt with no decisive votes is in no file, but it is not a training
-    prompt either). A prompt never lies in two splits, so none of these was trained on."""
-    root = Path(export.path)
-    manifest = export.manifest or json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    comparison_ids: set[int] = set()
-    for folder in ("data", "ties"):
-        for path in sorted((root / folder).rglob(f"{TEST_SPLIT}.*")) if (root / folder).is_dir() else []:
-            comparison_ids |= {int(value) for value in _comparison_ids(path) if str(value).isdigit()}
-    prompt_ids = set(
-        Comparison.objects.filter(study_id=export.study_id, pk__in=comparison_ids).values_list("prompt_id", flat=True)
-    )
-    split = manifest.get("split") or {}
-    if split and not split.get("stratify_by"):
-        from annotations.exporting.splits import PromptSplitter, SplitConfig
-
-        splitter = PromptSplitter(SplitConfig.from_dict(split))
-        for pk, external_id in Prompt.objects.filter(study_id=export.study_id).values_list("pk", "external_id"):
-            if splitter.split_of(external_id) == TEST_SPLIT:
-                prompt_ids.add(pk)
-    return prompt_ids
-
-
-def _comparison_ids(path: Path) -> list[Any]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path, columns=["comparison_id"]).column("comparison_id").to_pylist()
-    with path.open(encoding="utf-8") as lines:
-        return [json.loads(line).get("comparison_id") for line in lines if line.strip()]
+    """Prompts of the export's study that its split puts in test (see services.exports.export_prompt_ids)."""
+    return export_prompt_ids(export=export, split=TEST_SPLIT, include_unrated=True)
 
 
 def generation_prompts(*, study: Study, prompt_set: str, export: PreferenceExport | None) -> list[Prompt]:
@@ -282,53 +262,68 @@ def _dispatch(run: GenerationRun) -> None:
 def generation_run_cancel(*, run: GenerationRun, actor: AbstractBaseUser | None) -> GenerationRun:
     """Cancel a queued run at once; ask a running one to stop before its next batch (the responses
     stored so far are kept). Raises ValidationError for a finished run."""
-    now = timezone.now()
-    with transaction.atomic():
-        # Conditional updates, so a cancel racing a claim ends in exactly one of the two outcomes.
-        done = GenerationRun.objects.filter(pk=run.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED,
-            cancel_requested=True,
-            finished_at=now,
-            log=_append_log("cancelled before it started"),
-        )
-        if not done:
-            done = GenerationRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
-                cancel_requested=True, log=_append_log("cancel requested; stopping before the next batch")
-            )
-        if not done:
-            raise ValidationError({"status": ["This run has already finished."]})
-        audit_record(actor=actor, action="generation_run.cancel", study=run.study, obj=run)
-    run.refresh_from_db()
+    job_cancel(
+        row=run,
+        actor=actor,
+        action="generation_run.cancel",
+        running_note="cancel requested; stopping before the next batch",
+        finished_message="This run has already finished.",
+    )
     return run
 
 
 # ---- claim and run (worker side) ----------------------------------------------------------------
 
 
-def _append_log(message: str) -> Concat:
-    line = f"{timezone.now():%Y-%m-%d %H:%M:%S} {message}\n"
-    return Concat(F("log"), Value(line))
+def max_attempts() -> int:
+    return django_settings.GENERATION_MAX_ATTEMPTS
 
 
 def generation_run_claim(*, run_id: int, worker: str) -> uuid.UUID | None:
     """Take the run: returns the run token, or None when there is nothing to run (running elsewhere,
-    finished, or cancelled while queued)."""
+    finished, cancelled while queued, or out of attempts, which fails it).
+
+    `worker` is the Celery node name. A run still held by a process of this node that has died (a pool child
+    killed: Celery requeues its message at once) is re-queued first, then claimed here."""
+    _requeue_if_held_by_dead_local_process(run_id=run_id, node=worker)
+    holder = worker_identity(worker) or worker
     token = uuid.uuid4()
     now = timezone.now()
     queued = GenerationRun.objects.filter(pk=run_id, status=JobStatus.QUEUED, run_token__isnull=True)
     if queued.filter(cancel_requested=True).update(
-        status=JobStatus.CANCELLED, finished_at=now, log=_append_log("cancelled before it restarted")
+        status=JobStatus.CANCELLED, finished_at=now, log=log_line("cancelled before it restarted")
+    ):
+        return None
+    if queued.filter(attempts__gte=max_attempts()).update(
+        status=JobStatus.FAILED,
+        finished_at=now,
+        error=f"Gave up after {max_attempts()} attempts (GENERATION_MAX_ATTEMPTS); the responses stored are kept.",
+        log=log_line("out of attempts"),
     ):
         return None
     claimed = queued.filter(cancel_requested=False).update(
         status=JobStatus.RUNNING,
         run_token=token,
-        worker=worker[:200],
+        attempts=F("attempts") + 1,
+        heartbeat_at=now,
+        worker=holder[:200],
         started_at=now,
         error="",
-        log=_append_log(f"claimed by {worker}"),
+        log=log_line(f"claimed by {holder}"),
     )
     return token if claimed == 1 else None
+
+
+def _requeue_if_held_by_dead_local_process(*, run_id: int, node: str) -> None:
+    row = GenerationRun.objects.filter(pk=run_id, status=JobStatus.RUNNING).values_list("worker", "run_token").first()
+    if row is None or not held_by_dead_local_process(row[0], node):
+        return
+    GenerationRun.objects.filter(pk=run_id, status=JobStatus.RUNNING, worker=row[0], run_token=row[1]).update(
+        status=JobStatus.QUEUED,
+        run_token=None,
+        worker="",
+        log=log_line(f"worker process {row[0]} died (lost worker); re-queued"),
+    )
 
 
 class _Lost(Exception):
@@ -345,8 +340,12 @@ class _Run:
     def held(self):
         return GenerationRun.objects.filter(pk=self.run.pk, run_token=self.token, status=JobStatus.RUNNING)
 
+    def beat(self) -> bool:
+        """The heartbeat thread's write; False once the run no longer holds the row."""
+        return bool(self.held().update(heartbeat_at=timezone.now()))
+
     def log(self, message: str) -> None:
-        self.held().update(log=_append_log(message))
+        self.held().update(log=log_line(message))
 
     def should_stop(self) -> bool:
         """Checked before every batch."""
@@ -387,11 +386,11 @@ class _Run:
             self.held().update(done_prompts=done)
 
     def finish(self, status: str, message: str, **fields: Any) -> bool:
-        return bool(self.held().update(status=status, finished_at=timezone.now(), log=_append_log(message), **fields))
+        return bool(self.held().update(status=status, finished_at=timezone.now(), log=log_line(message), **fields))
 
     def requeue(self, message: str) -> None:
         """Give the run back (time limit): the next claim resumes with the prompts still unanswered."""
-        if self.held().update(status=JobStatus.QUEUED, run_token=None, worker="", log=_append_log(message)):
+        if self.held().update(status=JobStatus.QUEUED, run_token=None, worker="", log=log_line(message)):
             _dispatch(self.run)
 
 
@@ -409,6 +408,13 @@ def generation_run_execute(*, run_id: int, worker: str, stop_after_seconds: floa
         return "not claimed"
     run = GenerationRun.objects.select_related("study", "training_job", "export", "system").get(pk=run_id)
     handle = _Run(run, token, stop_after_seconds=stop_after_seconds)
+    heartbeat = Heartbeat(handle.beat, seconds=heartbeat_seconds(), name=f"heartbeat-generation-{run_id}")
+    with heartbeat:
+        return _execute_claimed(run, handle)
+
+
+def _execute_claimed(run: GenerationRun, handle: _Run) -> str:
+    run_id = run.pk
     try:
         if run.system is None:
             raise ValueError(f"the system {run.system_name!r} of this run was deleted")
@@ -543,19 +549,25 @@ def _generate_with_endpoint(
 # ---- recovery -----------------------------------------------------------------------------------
 
 
-def generation_runs_recover(*, dead_worker: str) -> list[int]:
-    """At a worker's start: runs still held under its own name belong to its dead predecessor; re-queue
-    them (the next claim answers only the prompts still unanswered). Returns their ids."""
+def generation_runs_recover(*, dead_worker: str = "", stale_after: timedelta | None = None) -> list[int]:
+    """Re-queue running runs whose worker is gone (the next claim answers only the prompts still unanswered;
+    attempts are bounded by the claim). Returns their ids.
+
+    Gone means a heartbeat older than `stale_after` (default TRAINING_STALE_AFTER_SECONDS; the periodic pass),
+    or, at a worker's start, a run still held under that worker's own node name (its previous processes died).
+    """
+    cutoff = timezone.now() - (stale_after if stale_after is not None else timedelta(seconds=stale_after_seconds()))
+    gone = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    if dead_worker:
+        gone |= Q(worker=dead_worker) | Q(worker__startswith=f"{dead_worker}{PID_SEPARATOR}")
     requeued = []
-    for run in GenerationRun.objects.filter(status=JobStatus.RUNNING, worker=dead_worker).only(
-        "pk", "source", "run_token"
-    ):
+    for run in GenerationRun.objects.filter(gone, status=JobStatus.RUNNING).only("pk", "source", "run_token", "worker"):
         with transaction.atomic():
-            if GenerationRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING, run_token=run.run_token).update(
+            if GenerationRun.objects.filter(gone, pk=run.pk, status=JobStatus.RUNNING, run_token=run.run_token).update(
                 status=JobStatus.QUEUED,
                 run_token=None,
                 worker="",
-                log=_append_log(f"worker {dead_worker} died; re-queued"),
+                log=log_line(f"worker {run.worker or '?'} is gone (no heartbeat); re-queued"),
             ):
                 requeued.append(run.pk)
                 _dispatch(run)

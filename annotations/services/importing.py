@@ -10,6 +10,8 @@ import csv
 import hashlib
 import io
 import json
+import math
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -31,7 +33,7 @@ from annotations.models import (
     System,
 )
 from annotations.services.audit import audit_record
-from annotations.services.studies import study_criteria
+from annotations.services.studies import study_create, study_criteria
 
 CHUNK_LINES = 1000
 KINDS = ("prompt", "response", "rating", "judgment")
@@ -86,6 +88,57 @@ class _TooManyErrors(Exception):
 
 class _Rollback(Exception):
     pass
+
+
+# JSON a database row cannot hold, or that no record needs: refused with the field's path, never a 500.
+MAX_JSON_DEPTH = 20
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A JSON number parsed into a marker, so the problem is reported with the field that holds it."""
+
+    message: str
+
+
+def _parse_int(text: str) -> int | _Unreadable:
+    digits = len(text.lstrip("-"))
+    if digits > sys.get_int_max_str_digits():
+        return _Unreadable(f"is an integer of {digits} digits; numbers in an import are at most a few digits long")
+    return int(text)
+
+
+def _parse_float(text: str) -> float | _Unreadable:
+    number = float(text)
+    return number if math.isfinite(number) else _Unreadable(f"{text[:20]} is not a finite number")
+
+
+def _parse_constant(text: str) -> _Unreadable:
+    return _Unreadable(f"{text} is not a finite number")
+
+
+def _json_line(text: str) -> Any:
+    return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+
+
+def _unstorable(value: Any, path: str = "", depth: int = 0) -> tuple[str, str] | None:
+    """The first (field path, problem) in a parsed record that the database cannot store, else None."""
+    if isinstance(value, _Unreadable):
+        return path, value.message
+    if isinstance(value, str):
+        return (path, "contains a NUL character (\\u0000), which cannot be stored") if "\x00" in value else None
+    if isinstance(value, dict | list):
+        if depth >= MAX_JSON_DEPTH:
+            return path, f"is nested more than {MAX_JSON_DEPTH} levels deep"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and "\x00" in key:
+                return path, "has a key with a NUL character (\\u0000), which cannot be stored"
+            where = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+            problem = _unstorable(item, where, depth + 1)
+            if problem:
+                return problem
+    return None
 
 
 def _hash(value: Any) -> str:
@@ -274,12 +327,19 @@ class _Importer:
             if not text.strip():
                 continue
             try:
-                data = json.loads(text)
+                data = _json_line(text)
             except json.JSONDecodeError as exc:
                 self.error(line_no, "", f"malformed JSON: {exc.msg} at column {exc.colno}")
                 continue
+            except RecursionError:
+                self.error(line_no, "", f"JSON nested too deeply (the limit is {MAX_JSON_DEPTH} levels)")
+                continue
             if not isinstance(data, dict):
                 self.error(line_no, "", "expected a JSON object")
+                continue
+            problem = _unstorable(data)
+            if problem:
+                self.error(line_no, *problem)
                 continue
             kind = data.get("kind")
             if kind not in KINDS:
@@ -295,8 +355,14 @@ class _Importer:
         except UnicodeDecodeError as exc:
             self.error(1, "", f"is not valid UTF-8 (byte {exc.start})")
             return
+        except csv.Error as exc:
+            self.error(1, "", f"malformed CSV: {exc}")
+            return
         if header is None or len(header) < 3 or header[0] != "prompt_id" or header[1] != "prompt":
             self.error(1, "header", "expected columns prompt_id, prompt, then one column per system")
+            return
+        if any("\x00" in name for name in header):
+            self.error(1, "header", "contains a NUL character, which cannot be stored")
             return
         systems = header[2:]
         line_no = 1
@@ -308,11 +374,18 @@ class _Importer:
             except UnicodeDecodeError as exc:
                 self.error(line_no + 1, "", f"is not valid UTF-8 (byte {exc.start})")
                 return
+            except csv.Error as exc:
+                self.error(line_no + 1, "", f"malformed CSV: {exc}")
+                return
             line_no = reader.line_num
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
                 self.error(line_no, "", f"expected {len(header)} columns, got {len(row)}")
+                continue
+            nul_column = next((name for name, cell in zip(header, row, strict=True) if "\x00" in cell), None)
+            if nul_column is not None:
+                self.error(line_no, nul_column, "contains a NUL character, which cannot be stored")
                 continue
             prompt_id = row[0]
             yield _Record(line_no, "prompt", {"id": prompt_id, "messages": [{"role": "user", "content": row[1]}]})
@@ -634,3 +707,20 @@ def import_study_file(
     except _Rollback:
         raise ImportFailed(importer.issues, truncated=truncated) from None
     return importer.summary
+
+
+def study_create_and_import(
+    *,
+    slug: str,
+    title: str,
+    scale_points: int,
+    overlap_k: int,
+    stream: BinaryIO,
+    filename: str,
+    actor: AbstractBaseUser | None = None,
+) -> tuple[Study, ImportSummary]:
+    """A new study and its first file in one transaction: a rejected file leaves no study behind."""
+    with transaction.atomic():
+        study = study_create(slug=slug, title=title, scale_points=scale_points, overlap_k=overlap_k, owner=actor)
+        summary = import_study_file(study=study, stream=stream, filename=filename, actor=actor)
+    return study, summary

@@ -23,8 +23,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Concat
+from django.db.models import F, Q
 from django.utils import timezone
 
 from annotations.judges import prompting
@@ -44,7 +43,9 @@ from annotations.models import (
     TrainingJob,
 )
 from annotations.services.audit import audit_record
+from annotations.services.job_state import job_cancel, log_line
 from annotations.services.studies import study_criteria
+from annotations.services.worker_processes import held_by_dead_local_process, worker_identity
 from annotations.views.common import error_dict
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -352,19 +353,13 @@ def _dispatch(run: JudgeRun) -> None:
 
 
 def judge_run_cancel(*, run: JudgeRun, actor: AbstractBaseUser | None) -> JudgeRun:
-    with transaction.atomic():
-        now = timezone.now()
-        done = JudgeRun.objects.filter(pk=run.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, log=_log("cancelled before it started")
-        )
-        if not done:
-            done = JudgeRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
-                cancel_requested=True, log=_log("cancel requested; stopping after the calls in flight")
-            )
-        if not done:
-            raise ValidationError({"status": ["This run has already finished."]})
-        audit_record(actor=actor, action="judge_run.cancel", study=run.study, obj=run)
-    run.refresh_from_db()
+    job_cancel(
+        row=run,
+        actor=actor,
+        action="judge_run.cancel",
+        running_note="cancel requested; stopping after the calls in flight",
+        finished_message="This run has already finished.",
+    )
     return run
 
 
@@ -379,25 +374,28 @@ def judge_run_for_study(*, study: Study, public_id: Any) -> JudgeRun | None:
         return None
 
 
-def _log(message: str) -> Concat:
-    return Concat(F("log"), Value(f"{timezone.now():%Y-%m-%d %H:%M:%S} {message}\n"))
-
-
 def judge_run_claim(*, run_id: int, worker: str) -> uuid.UUID | None:
-    """Take the run: a queued one, or a running one whose worker died (stale heartbeat)."""
+    """Take the run: a queued one, or a running one whose worker died: a stale heartbeat, or held by a process
+    of this node (`worker`, the Celery node name) that has exited (a pool child killed: Celery requeues its
+    message at once, and this claim takes the run back without waiting for the heartbeat to go stale)."""
     token = uuid.uuid4()
     now = timezone.now()
     stale = now - timedelta(seconds=STALE_RUN_SECONDS)
+    lost = Q(heartbeat_at__lt=stale)
+    held = JudgeRun.objects.filter(pk=run_id, status=JobStatus.RUNNING).values_list("worker", "run_token").first()
+    if held is not None and held_by_dead_local_process(held[0], worker):
+        lost |= Q(worker=held[0], run_token=held[1])
     claimable = JudgeRun.objects.filter(pk=run_id, cancel_requested=False).filter(
-        status=JobStatus.QUEUED
-    ) | JudgeRun.objects.filter(pk=run_id, cancel_requested=False, status=JobStatus.RUNNING, heartbeat_at__lt=stale)
+        Q(status=JobStatus.QUEUED) | Q(lost, status=JobStatus.RUNNING)
+    )
+    holder = worker_identity(worker)
     taken = claimable.update(
         status=JobStatus.RUNNING,
         run_token=token,
-        worker=worker[:200],
+        worker=holder[:200],
         heartbeat_at=now,
         started_at=now,
-        log=_log(f"started on {worker or 'this process'}"),
+        log=log_line(f"started on {holder or 'this process'}"),
     )
     return token if taken else None
 
@@ -428,7 +426,7 @@ class _RunState:
     def finish(self, status: str, *, error: str = "", message: str = "", result: dict | None = None) -> None:
         fields: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error[:4000]}
         if message:
-            fields["log"] = _log(message)
+            fields["log"] = log_line(message)
         if result is not None:
             fields["result"] = result
         self.mine().update(**fields)
@@ -501,7 +499,7 @@ def _execute_llm(run: JudgeRun, state: _RunState, on_progress: Callable[[JudgeRu
     already = run.total_comparisons - len(pending)
     if already:
         state.add(done_comparisons=already)
-        JudgeRun.objects.filter(pk=run.pk).update(log=_log(f"{already} comparisons already judged; skipped"))
+        JudgeRun.objects.filter(pk=run.pk).update(log=log_line(f"{already} comparisons already judged; skipped"))
     orders = (True, False) if judge.swap else (True,)
     per_criterion = judge.mode == Judge.Mode.PER_CRITERION
     # Enough comparisons per batch to keep `concurrency` requests in flight while a batch is written.
@@ -814,7 +812,9 @@ def _execute_reward(run: JudgeRun, state: _RunState, on_progress: Callable[[Judg
         ]
         scores = np.array(reward.score_responses(job.artifacts_path, conversations, max_length=max_length))
         differences[criterion.key] = scores[1::2] - scores[0::2]
-        JudgeRun.objects.filter(pk=run.pk).update(log=_log(f"scored {len(comparisons)} comparisons on {criterion.key}"))
+        JudgeRun.objects.filter(pk=run.pk).update(
+            log=log_line(f"scored {len(comparisons)} comparisons on {criterion.key}")
+        )
     judgments = []
     calls = []
     verdicts: dict[int, dict[str, int]] = {int(c): {} for c in ids}

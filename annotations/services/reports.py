@@ -1,26 +1,34 @@
-"""Agreement and results reports: fingerprint, cache (ReportSnapshot), inline or Celery computation.
+"""Agreement and results reports: fingerprint, cache (ReportSnapshot), computation on Celery.
 
 A report is identified by a fingerprint of its parameters and of the ratings it covers. Asking for a
-report whose fingerprint has a snapshot returns that snapshot; otherwise a new snapshot is computed,
-inline when the data are small, else by the `report_snapshot_compute` task on the default queue. A new,
-edited or removed rating changes the fingerprint, so the next request recomputes.
+report whose fingerprint has a snapshot returns that snapshot; otherwise a new snapshot is queued for the
+`report_snapshot_compute` task on the default queue. Pages and the API never compute in the request: a
+bootstrap over thousands of resamples holds a CPU for seconds, and clinicians share the web processes.
+Only the command (and exports, on a worker) compute inline. A new, edited or removed rating changes the
+fingerprint, so the next request recomputes.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
 import logging
+import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
 from django.utils import timezone
 
+from annotations.csvsafe import csv_writer
 from annotations.models import JobStatus, ReportSnapshot, Study
 from annotations.selectors_reports import (
     ReportFilters,
@@ -36,14 +44,35 @@ if TYPE_CHECKING:
     from django.http import QueryDict
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+# Niceness of the thread that computes a report (0 normal, 19 lowest): low enough that the web process wins.
+REPORT_NICENESS = 10
 
 DEFAULT_N_RESAMPLES = 1000
 # Share of the progress bar spent reading the data; the rest follows compute_report's parts.
 LOAD_SHARE = 0.1
+# A snapshot queued or running longer than this no longer counts against its requester's limit: its message
+# was lost (a broker outage), and one stuck snapshot must not lock a researcher out of reports for good.
+ACTIVE_WINDOW = timedelta(hours=1)
 
 
-def inline_max_rows() -> int:
-    return settings.REPORT_INLINE_MAX_ROWS
+def max_resamples() -> int:
+    return settings.REPORT_MAX_RESAMPLES
+
+
+def max_active_per_user() -> int:
+    return settings.REPORT_MAX_ACTIVE_PER_USER
+
+
+class ReportLimitReached(Exception):
+    """The requester already has as many snapshots queued or running as REPORT_MAX_ACTIVE_PER_USER allows."""
+
+    def __init__(self, active: int) -> None:
+        self.active = active
+        super().__init__(
+            f"You already have {active} report{'' if active == 1 else 's'} being computed, the most allowed at "
+            "once. Wait for one to finish (the page fills in by itself), then ask again."
+        )
 
 
 @dataclass(frozen=True)
@@ -118,46 +147,90 @@ def report_fingerprint(*, study: Study, params: ReportParams) -> Fingerprint:
 
 
 def report_request(
-    *, study: Study, params: ReportParams, inline: bool | None = None, retry_failed: bool = False
+    *,
+    study: Study,
+    params: ReportParams,
+    requested_by: AbstractBaseUser | None = None,
+    inline: bool = False,
+    retry_failed: bool = False,
 ) -> ReportSnapshot:
-    """The snapshot for the current data: cached, being computed, or computed now.
+    """The snapshot for the current data: cached, being computed, or queued now.
 
-    `inline=None` computes in this process when the data are small (see `inline_max_rows`) and queues the
-    Celery task otherwise; `inline=True` always computes here (the management command), `False` always queues.
-    A failed snapshot stays failed (a poll must not retry it in a loop) until `retry_failed` or new data.
+    A new snapshot is queued for the Celery task (sent after commit); `inline=True` computes it in this
+    process instead, for the management command and the export, which do not run in a request. A new or
+    retried snapshot counts against `requested_by`'s limit of snapshots queued or running at once
+    (ReportLimitReached); asking for a report someone is already computing costs nothing. A failed snapshot
+    stays failed (a poll must not retry it in a loop) until `retry_failed` or new data.
     """
     fingerprint = report_fingerprint(study=study, params=params)
-    snapshot, created = ReportSnapshot.objects.get_or_create(
-        study=study,
-        fingerprint=fingerprint.value,
-        defaults={
-            "params": {
-                **params.as_params(),
-                "key": params.key,
-                "excluded_raters": fingerprint.excluded_raters,
-                "raters_without_gold": list(fingerprint.raters_without_gold),
-                "n_rows": fingerprint.n_rows,
+    snapshot = ReportSnapshot.objects.filter(study=study, fingerprint=fingerprint.value).first()
+    if snapshot is not None:
+        if snapshot.status == JobStatus.SUCCEEDED:
+            return snapshot
+        if snapshot.status == JobStatus.FAILED and not retry_failed:
+            return snapshot
+        if snapshot.status != JobStatus.FAILED and not inline:
+            return snapshot  # queued or running: the page shows its progress
+    user = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    with transaction.atomic():
+        if user is not None and not inline:
+            _limit_active_snapshots(user)
+        snapshot, _ = ReportSnapshot.objects.get_or_create(
+            study=study,
+            fingerprint=fingerprint.value,
+            defaults={
+                "params": {
+                    **params.as_params(),
+                    "key": params.key,
+                    "excluded_raters": fingerprint.excluded_raters,
+                    "raters_without_gold": list(fingerprint.raters_without_gold),
+                    "n_rows": fingerprint.n_rows,
+                },
+                "status": JobStatus.QUEUED,
+                "requested_by": user,
             },
-            "status": JobStatus.QUEUED,
-        },
-    )
-    if snapshot.status == JobStatus.SUCCEEDED:
-        return snapshot
-    if snapshot.status == JobStatus.FAILED and not retry_failed:
-        return snapshot
-    if not created and snapshot.status != JobStatus.FAILED and not inline:
-        return snapshot  # queued or running elsewhere: the page shows its progress
-    if inline is None:
-        inline = fingerprint.n_rows <= inline_max_rows()
+        )
+        if not inline:
+            # A retried snapshot is queued afresh under whoever retried it.
+            ReportSnapshot.objects.filter(pk=snapshot.pk).exclude(status=JobStatus.SUCCEEDED).update(
+                status=JobStatus.QUEUED, progress=0, error="", requested_by=user, created_at=timezone.now()
+            )
+            from annotations.tasks import report_snapshot_compute as task  # tasks import services
+
+            task.delay_on_commit(snapshot.pk)
     if inline:
         report_snapshot_compute(snapshot_id=snapshot.pk)
-    else:
-        ReportSnapshot.objects.filter(pk=snapshot.pk).update(status=JobStatus.QUEUED, progress=0, error="")
-        from annotations.tasks import report_snapshot_compute as task  # tasks import services
-
-        task.delay_on_commit(snapshot.pk)
     snapshot.refresh_from_db()
     return snapshot
+
+
+def _limit_active_snapshots(user: AbstractBaseUser) -> None:
+    """Raise ReportLimitReached when `user` already has the most snapshots queued or running. Locks the
+    user's row first, so two requests in parallel cannot both take the last place."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    active = report_snapshots_active(user=user)
+    if active >= max_active_per_user():
+        raise ReportLimitReached(active)
+
+
+def report_snapshots_active(*, user: AbstractBaseUser) -> int:
+    """How many snapshots `user` asked for that are queued or running (lost ones left out: ACTIVE_WINDOW)."""
+    return ReportSnapshot.objects.filter(
+        requested_by=user,
+        status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+        created_at__gte=timezone.now() - ACTIVE_WINDOW,
+    ).count()
+
+
+def report_current(*, study: Study, params: ReportParams) -> ReportSnapshot | None:
+    """The snapshot for the current data if one exists, in whatever state; queues nothing."""
+    fingerprint = report_fingerprint(study=study, params=params)
+    return ReportSnapshot.objects.filter(study=study, fingerprint=fingerprint.value).first()
+
+
+def report_snapshot_status(*, study: Study, snapshot_id: int) -> dict[str, Any] | None:
+    """What the report page polls: status, progress and error of one snapshot of the study."""
+    return ReportSnapshot.objects.filter(study=study, pk=snapshot_id).values("status", "progress", "error").first()
 
 
 def report_latest_computed(*, study: Study, params: ReportParams) -> ReportSnapshot | None:
@@ -194,6 +267,32 @@ def _progress_set(snapshot_id: int, progress: float) -> None:
     ReportSnapshot.objects.filter(pk=snapshot_id, status=JobStatus.RUNNING).update(progress=round(progress, 4))
 
 
+def _at_low_priority(compute: Callable[[], T]) -> T:
+    """Run `compute` in a thread that lowers its own CPU priority (Linux nice is per thread, and the thread's
+    end takes it away), so a bootstrap on a machine shared with the web process (`make run`, a small
+    deployment) yields the CPU to clinicians' requests instead of competing with them."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), REPORT_NICENESS)
+        except (AttributeError, OSError):  # not Linux, or not permitted: compute at normal priority
+            pass
+        try:
+            outcome["value"] = compute()
+        except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+        finally:
+            connection.close()  # progress writes opened this thread's own database connection
+
+    thread = threading.Thread(target=run, name="report-compute")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def report_snapshot_compute(*, snapshot_id: int) -> str:
     """Compute one snapshot from the current data (the task's body; also run inline). Idempotent: a
     succeeded snapshot is left alone, and computing twice gives the same result (fixed seed)."""
@@ -211,14 +310,16 @@ def report_snapshot_compute(*, snapshot_id: int) -> str:
         )
         _progress_set(snapshot_id, LOAD_SHARE)
         timings = _ProgressTimings(snapshot_id=snapshot_id, n_criteria=len(data.criteria))
-        report = compute_report(
-            data.table,
-            scale_points=study.scale_points,
-            n_resamples=params.n_resamples,
-            seed=params.seed,
-            epsilon=params.epsilon,
-            confidence=params.confidence,
-            timings=timings,
+        report = _at_low_priority(
+            lambda: compute_report(
+                data.table,
+                scale_points=study.scale_points,
+                n_resamples=params.n_resamples,
+                seed=params.seed,
+                epsilon=params.epsilon,
+                confidence=params.confidence,
+                timings=timings,
+            )
         )
         result = {
             "criteria": data.criteria,
@@ -439,13 +540,13 @@ def _judge_quality_csv_rows(rows: list[list[Any]], criterion: str, judge: str, j
 
 def report_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_writer(out)  # system, rater and judge labels come from imported files
     writer.writerow(CSV_COLUMNS)
     writer.writerows(report_csv_rows(report))
     return out.getvalue()
 
 
-MAX_RESAMPLES = 10_000
+MAX_SEED = 2**32 - 1
 
 
 def report_params_from_query(query: QueryDict) -> ReportParams:
@@ -507,14 +608,16 @@ def report_params_parse(
             resamples = int(n_resamples)
         except ValueError:
             resamples = -1
-        if not 0 <= resamples <= MAX_RESAMPLES:
-            errors["resamples"] = f"Expected an integer from 0 to {MAX_RESAMPLES}."
+        if not 0 <= resamples <= max_resamples():
+            errors["resamples"] = f"Expected an integer from 0 to {max_resamples()}."
     seed_value = 0
     if seed not in (None, ""):
         try:
             seed_value = int(seed)
         except ValueError:
-            errors["seed"] = "Expected an integer."
+            seed_value = -1
+        if not 0 <= seed_value <= MAX_SEED:  # numpy's generators refuse negative seeds
+            errors["seed"] = f"Expected an integer from 0 to {MAX_SEED}."
     if errors:
         raise ValidationError(errors)
     filters = ReportFilters(

@@ -1,11 +1,14 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations.models import Criterion, ScreeningHit, Study, StudyCriterion, StudyMembership
 from annotations.rubric import DEFAULT_CRITERIA
 from annotations.services.audit import audit_record
+
+# A personal quota (pairs per clinician) above this is a typo, and above 2**31 the database refuses it.
+MAX_QUOTA = 1_000_000
 
 
 def criteria_ensure_defaults() -> list[Criterion]:
@@ -30,6 +33,29 @@ def criterion_define(*, key: str, title: str, question: str, better_when: str, w
     return criterion
 
 
+# Slugs are unique across the platform, so a taken slug cannot be offered again; the refusal is worded the same
+# whether or not the caller can see the study that holds it, and names nothing about that study.
+SLUG_UNAVAILABLE = "This slug is not available; choose another."
+
+
+def study_slug_check_available(slug: str) -> None:
+    """Raise ValidationError({"slug": SLUG_UNAVAILABLE}) if a study holds `slug`."""
+    if Study.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": [ValidationError(SLUG_UNAVAILABLE, code="slug_taken")]})
+
+
+def study_insert(study: Study) -> None:
+    """Insert a new study. The unique index decides a slug race (a check beforehand would race): the loser
+    gets the same refusal as any unavailable slug, never a 500."""
+    study.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            study.save()
+    except IntegrityError:
+        # Another request took the slug between the caller's check and this insert.
+        raise ValidationError({"slug": [ValidationError(SLUG_UNAVAILABLE, code="slug_taken")]}) from None
+
+
 @transaction.atomic
 def study_create(
     *,
@@ -41,11 +67,11 @@ def study_create(
     owner: AbstractBaseUser | None = None,
     description: str = "",
 ) -> Study:
+    study_slug_check_available(slug)
     study = Study(
         slug=slug, title=title, scale_points=scale_points, overlap_k=overlap_k, owner=owner, description=description
     )
-    study.full_clean()
-    study.save()
+    study_insert(study)
     defaults = {c.key: c for c in criteria_ensure_defaults()}
     keys = criterion_keys or [c["key"] for c in DEFAULT_CRITERIA]
     for position, key in enumerate(keys):

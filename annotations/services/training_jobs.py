@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import threading
 import time
@@ -32,12 +33,14 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Concat
+from django.db.models import F, Q
 from django.utils import timezone
 
-from annotations.models import JobStatus, PreferenceExport, Study, System, TrainingJob, TrainingMetric
+from annotations.models import JobStatus, PreferenceExport, Prompt, Study, System, TrainingJob, TrainingMetric
 from annotations.services.audit import audit_record
+from annotations.services.exports import export_prompt_ids
+from annotations.services.job_state import job_cancel, log_line
+from annotations.services.worker_processes import PID_SEPARATOR, held_by_dead_local_process, worker_identity
 from annotations.training import TrainingSpec, TrainingSpecError, run_training, validate_spec
 
 logger = logging.getLogger(__name__)
@@ -183,6 +186,11 @@ def training_job_launch(
     if kind not in Kind.values:
         raise ValidationError({"kind": [f"Unknown kind {kind!r}; expected one of {', '.join(Kind.values)}."]})
     options = training_options_parse(hyperparameters or {})
+    resolved_base = base_model_resolve(base_model=base_model, study=study)
+    if resolved_base is None:
+        errors["base_model"] = BASE_MODEL_UNAVAILABLE
+    else:
+        base_model = resolved_base
     if kind != Kind.MERGE and export is None:
         errors["export"] = "Choose the export snapshot to train on."
     if export is not None:
@@ -195,6 +203,8 @@ def training_job_launch(
         weights = {str(job.public_id): 1.0 / len(inputs) for job in inputs}
     if kind == Kind.MODPO and not weights:
         errors.setdefault("weights", "Give the weight of every criterion (they sum to 1).")
+    if kind == Kind.MODPO and export is not None and not errors:
+        errors.update(_split_leaks(export=export, inputs=inputs))
     if errors:
         raise ValidationError({name: [message] for name, message in errors.items()})
 
@@ -234,6 +244,43 @@ def training_job_launch(
     return job
 
 
+# One answer for a name that does not exist and one outside the allowed places: the form must not become a way
+# to learn what lies on the server's disk.
+BASE_MODEL_UNAVAILABLE = (
+    "No such model is available to training jobs: give a model directory under the configured model roots "
+    "(MODEL_ROOTS), or the artifacts of a finished job of this study."
+)
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def base_model_resolve(*, base_model: str, study: Study) -> str | None:
+    """The real path of a base model a job of `study` may start from, else None.
+
+    Allowed: a directory inside one of settings.MODEL_ROOTS (a relative name is looked up in each root), or
+    inside the artifacts of a succeeded job of the same study. Symlinks and `..` are resolved first, and
+    anything under ARTIFACTS_ROOT counts as a job's artifacts even where a model root contains it."""
+    name = (base_model or "").strip()
+    if not name or "\x00" in name:
+        return None
+    roots = [os.path.realpath(root) for root in settings.MODEL_ROOTS]
+    candidates = [name] if os.path.isabs(name) else [os.path.join(root, name) for root in roots]
+    artifacts_root = os.path.realpath(settings.ARTIFACTS_ROOT)
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        if not os.path.isdir(real):
+            continue
+        if _within(real, artifacts_root):
+            finished = TrainingJob.objects.filter(study=study, status=JobStatus.SUCCEEDED).exclude(artifacts_path="")
+            if any(_within(real, os.path.realpath(path)) for path in finished.values_list("artifacts_path", flat=True)):
+                return real
+        elif any(_within(real, root) for root in roots):
+            return real
+    return None
+
+
 def _input_problems(
     *, kind: str, study: Study, inputs: list[TrainingJob], criterion: str, weights: dict[str, float]
 ) -> dict[str, str]:
@@ -261,6 +308,26 @@ def _input_problems(
     return {}
 
 
+def _split_leaks(*, export: PreferenceExport, inputs: list[TrainingJob]) -> dict[str, str]:
+    """A MODPO job's reward models must not have been trained on its test prompts: the held-out figures
+    would then measure memory, not preference. Compared by prompt, through both exports' split files."""
+    test_prompts = export_prompt_ids(export=export, split="test", include_unrated=True)
+    for job in inputs:
+        if job.export is None or job.export_id == export.pk:
+            continue  # the same export: a prompt lies in one split only
+        leaked = test_prompts & export_prompt_ids(export=job.export, split="train")
+        if leaked:
+            examples = ", ".join(
+                sorted(Prompt.objects.filter(pk__in=sorted(leaked)[:3]).values_list("external_id", flat=True))
+            )
+            return {
+                "inputs": f"The {job.criterion_key} reward model (job {str(job.public_id)[:8]}) was trained on "
+                f"{len(leaked)} prompt(s) in this export's test split (e.g. {examples}); use reward models "
+                "trained on this export, or on an export with the same split."
+            }
+    return {}
+
+
 def _dispatch(job_id: int) -> None:
     from annotations.tasks import training_job_run
 
@@ -273,23 +340,13 @@ def _dispatch(job_id: int) -> None:
 def training_job_cancel(*, job: TrainingJob, actor: AbstractBaseUser | None) -> TrainingJob:
     """Cancel a queued job at once; ask a running one to stop at its next step (it keeps its last
     checkpoint). Never kills the worker. Raises ValidationError for a finished job."""
-    now = timezone.now()
-    with transaction.atomic():
-        # Conditional updates, so a cancel racing a claim ends in exactly one of the two outcomes.
-        done = TrainingJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-            status=JobStatus.CANCELLED,
-            cancel_requested=True,
-            finished_at=now,
-            log=_append_log("cancelled before it started"),
-        )
-        if not done:
-            done = TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-                cancel_requested=True, log=_append_log("cancel requested; stopping at the next step")
-            )
-        if not done:
-            raise ValidationError({"status": ["This job has already finished."]})
-        audit_record(actor=actor, action="training_job.cancel", study=job.study, obj=job)
-    job.refresh_from_db()
+    job_cancel(
+        row=job,
+        actor=actor,
+        action="training_job.cancel",
+        running_note="cancel requested; stopping at the next step",
+        finished_message="This job has already finished.",
+    )
     return job
 
 
@@ -316,26 +373,26 @@ def training_job_register_system(*, job: TrainingJob, name: str, actor: Abstract
 # ---- claim and run (worker side) ----------------------------------------------------------------
 
 
-def _append_log(message: str) -> Concat:
-    line = f"{timezone.now():%Y-%m-%d %H:%M:%S} {message}\n"
-    return Concat(F("log"), Value(line))
-
-
 def training_job_claim(*, job_id: int, worker: str) -> uuid.UUID | None:
     """Take the job for one run: returns the run token, or None when there is nothing to run
-    (running elsewhere, finished, cancelled while queued, or out of attempts, which fails it)."""
+    (running elsewhere, finished, cancelled while queued, or out of attempts, which fails it).
+
+    `worker` is the Celery node name. A job still running under a process of this node that has died (a pool
+    child killed for memory: Celery requeues its message at once) is re-queued first, then claimed here."""
+    _requeue_if_held_by_dead_local_process(job_id=job_id, node=worker)
+    holder = worker_identity(worker) or worker
     token = uuid.uuid4()
     now = timezone.now()
     queued = TrainingJob.objects.filter(pk=job_id, status=JobStatus.QUEUED, run_token__isnull=True)
     if queued.filter(cancel_requested=True).update(
-        status=JobStatus.CANCELLED, finished_at=now, log=_append_log("cancelled before it restarted")
+        status=JobStatus.CANCELLED, finished_at=now, log=log_line("cancelled before it restarted")
     ):
         return None
     if queued.filter(attempts__gte=F("max_attempts")).update(
         status=JobStatus.FAILED,
         finished_at=now,
         error="Gave up: every attempt allowed (max_attempts) was used; the last checkpoint is kept.",
-        log=_append_log("out of attempts"),
+        log=log_line("out of attempts"),
     ):
         return None
     claimed = queued.filter(attempts__lt=F("max_attempts"), cancel_requested=False).update(
@@ -343,11 +400,24 @@ def training_job_claim(*, job_id: int, worker: str) -> uuid.UUID | None:
         run_token=token,
         attempts=F("attempts") + 1,
         heartbeat_at=now,
-        worker=worker[:200],
+        worker=holder[:200],
         started_at=now,
-        log=_append_log(f"claimed by {worker}"),
+        log=log_line(f"claimed by {holder}"),
     )
     return token if claimed == 1 else None
+
+
+def _requeue_if_held_by_dead_local_process(*, job_id: int, node: str) -> None:
+    row = TrainingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).values_list("worker", "run_token").first()
+    if row is None or not held_by_dead_local_process(row[0], node):
+        return
+    # Conditional on the same holder and token: if the dead run's job was re-queued meanwhile, nothing happens.
+    TrainingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker=row[0], run_token=row[1]).update(
+        status=JobStatus.QUEUED,
+        run_token=None,
+        worker="",
+        log=log_line(f"worker process {row[0]} died (lost worker); re-queued from the last checkpoint"),
+    )
 
 
 class _Run:
@@ -387,7 +457,7 @@ class _Run:
             connection.close()
 
     def log(self, message: str) -> None:
-        self.held().update(log=_append_log(message))
+        self.held().update(log=log_line(message))
 
     def should_stop(self) -> bool:
         """Checked by the trainer after every optimizer step."""
@@ -410,11 +480,11 @@ class _Run:
                 TrainingMetric.objects.create(job_id=self.job_id, step=step, epoch=epoch, values=values)
 
     def finish(self, status: str, message: str, **fields: Any) -> bool:
-        return bool(self.held().update(status=status, finished_at=timezone.now(), log=_append_log(message), **fields))
+        return bool(self.held().update(status=status, finished_at=timezone.now(), log=log_line(message), **fields))
 
     def requeue(self, message: str) -> None:
         """Give the job back (time limit): the next claim resumes from the checkpoint, attempts permitting."""
-        if self.held().update(status=JobStatus.QUEUED, run_token=None, worker="", log=_append_log(message)):
+        if self.held().update(status=JobStatus.QUEUED, run_token=None, worker="", log=log_line(message)):
             _dispatch(self.job_id)
 
 
@@ -512,14 +582,14 @@ def training_jobs_recover(*, stale_after: timedelta | None = None, dead_worker: 
     """Re-queue running jobs whose worker is gone; returns their ids.
 
     Gone means a heartbeat older than `stale_after` (default TRAINING_STALE_AFTER_SECONDS), or, at a
-    worker's start, a job still held under that worker's own name (its previous process died).
-    The broker would redeliver a late-acknowledged task only after its visibility timeout (48 h), so
-    this does not wait for it; a redelivery later is harmless, since the claim refuses it.
+    worker's start, a job still held under that worker's own node name (its previous processes died).
+    A lost pool child is caught sooner, by the claim of its requeued message; this pass covers a whole
+    machine or worker that died. A redelivery later is harmless, since the claim refuses it.
     """
     cutoff = timezone.now() - (stale_after if stale_after is not None else timedelta(seconds=stale_after_seconds()))
     gone = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
     if dead_worker:
-        gone |= Q(worker=dead_worker)
+        gone |= Q(worker=dead_worker) | Q(worker__startswith=f"{dead_worker}{PID_SEPARATOR}")
     requeued = []
     for job_id, token, worker in TrainingJob.objects.filter(gone, status=JobStatus.RUNNING).values_list(
         "pk", "run_token", "worker"
@@ -531,7 +601,7 @@ def training_jobs_recover(*, stale_after: timedelta | None = None, dead_worker: 
                     status=JobStatus.QUEUED,
                     run_token=None,
                     worker="",
-                    log=_append_log(f"worker {worker or '?'} is gone (no heartbeat); re-queued"),
+                    log=log_line(f"worker {worker or '?'} is gone (no heartbeat); re-queued"),
                 )
                 == 1
             ):

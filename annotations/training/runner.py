@@ -4,7 +4,8 @@ Output directory layout (also the Trainer's output_dir, so checkpoints land ther
     checkpoint-<step>/      while running; removed when the run completes
     training_config.json    the spec, resolved settings, library versions (written first)
     manifest.json           copy of the dataset snapshot's manifest
-    metrics.jsonl           one line per log event, appended across resumed runs
+    metrics.jsonl           one line per log event, appended across resumed runs (a resumed run first drops the
+                            lines after its checkpoint, which it trains and logs again)
     <model or adapter>, tokenizer files
     result.json             written last, only by a completed run: a rerun returns it untouched
 """
@@ -121,6 +122,7 @@ def _train(
 
     last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     resumed_from_step = _checkpoint_step(last_checkpoint)
+    metrics_truncate(output_dir / METRICS_FILE, after_step=resumed_from_step or 0)
     trainer.train(resume_from_checkpoint=last_checkpoint)
     state = trainer.state
     if control.stopped:
@@ -134,7 +136,66 @@ def _train(
         "completed", str(output_dir), state.global_step, state.max_steps, resumed_from_step, metrics
     )
     (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    # TRL's own card names the base model only when it came from the Hub ("fine-tuned version of None").
+    (output_dir / "README.md").write_text(model_card(spec, dataset_dir, result), encoding="utf-8")
     return result
+
+
+def model_card(spec: TrainingSpec, dataset_dir: Path | None, result: TrainingResult) -> str:
+    """The artifact's README: what was trained, from which base model and data, and how it did on held-out pairs."""
+    manifest = read_manifest(dataset_dir) if dataset_dir is not None else {}
+    lines = [
+        f"# {spec.kind.upper()} model" + (f" ({spec.criterion})" if spec.criterion else ""),
+        "",
+        f"- base model: `{spec.base_model}`",
+        f"- kind: {spec.kind}" + (f"; criterion: {spec.criterion}" if spec.criterion else ""),
+    ]
+    if spec.weights:
+        lines.append("- weights: " + ", ".join(f"{key}={value}" for key, value in sorted(spec.weights.items())))
+    if spec.reward_models:
+        lines.append("- reward models: " + ", ".join(f"{k}: `{v}`" for k, v in sorted(spec.reward_models.items())))
+    if manifest:
+        study = manifest.get("study") or {}
+        lines.append(
+            f"- data: {manifest.get('format')} export of study {study.get('title') or study.get('slug') or '?'}"
+            f" (rubric {manifest.get('rubric_versions') or manifest.get('criteria')})"
+        )
+    lines += [
+        f"- adapter: {'LoRA' if spec.use_lora else 'none (full fine-tune)'}; precision: {spec.precision}",
+        f"- steps: {result.global_step}; learning rate {spec.learning_rate}; batch size {spec.batch_size}; seed {spec.seed}",
+        "",
+        "## Held-out figures",
+        "",
+    ]
+    if result.metrics:
+        lines += [f"- {key}: {value:.4g}" for key, value in sorted(result.metrics.items())]
+    else:
+        lines.append("No test split in the data: nothing held out.")
+    return "\n".join(lines) + "\n"
+
+
+def metrics_truncate(path: Path, *, after_step: int) -> int:
+    """Drop the lines of a metrics file logged after `after_step` (a dead run's steps past its last checkpoint,
+    which the resumed run logs again), so the file never holds a step twice. Returns how many were dropped.
+    Written to a temporary file and renamed, so a death midway leaves the old file whole."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            step = json.loads(line).get("step") or 0
+        except (ValueError, AttributeError):
+            dropped += 1  # a line cut short by the death
+            continue
+        if step > after_step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        partial = path.with_suffix(".jsonl.partial")
+        partial.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        partial.replace(path)
+    return dropped
 
 
 def _checkpoint_step(checkpoint: str | None) -> int | None:

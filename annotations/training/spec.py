@@ -15,6 +15,22 @@ KINDS_NEEDING_DATA = ("reward", "dpo", "modpo", "sft")
 PRECISIONS = ("auto", "bf16", "fp32")
 SNAPSHOT_FORMATS = ("trl-dpo", "reward", "multi-objective")
 WEIGHT_SUM_TOLERANCE = 1e-6
+# Upper bounds of the numeric options: far above any run this platform is for, low enough that a typo (or a
+# 5,000-digit number) is refused at launch instead of holding a GPU worker for ever or failing inside it.
+OPTION_MAXIMUMS: dict[str, int | float] = {
+    "max_steps": 1_000_000,
+    "num_epochs": 1_000,
+    "batch_size": 1_024,
+    "gradient_accumulation_steps": 1_024,
+    "max_length": 32_768,
+    "logging_steps": 1_000_000,
+    "save_steps": 1_000_000,
+    "lora_r": 1_024,
+    "lora_alpha": 4_096,
+    "learning_rate": 1.0,
+    "beta": 100.0,
+    "seed": 2**32 - 1,
+}
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,12 @@ def validate_spec(spec: TrainingSpec, *, dataset_dir: str | Path | None = None) 
             errors[name] = "must be a positive number"
     if spec.max_steps <= 0 and not spec.num_epochs > 0:
         errors["num_epochs"] = "must be positive when max_steps is not set"
+    if not 0 <= spec.seed:
+        errors["seed"] = "must be zero or positive"
+    for name, maximum in OPTION_MAXIMUMS.items():
+        value = getattr(spec, name)
+        if name not in errors and isinstance(value, int | float) and not value <= maximum:
+            errors[name] = f"must be at most {maximum:,}"
     if not 0 <= spec.lora_dropout < 1:
         errors["lora_dropout"] = "must lie in [0, 1)"
 

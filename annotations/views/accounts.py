@@ -1,22 +1,30 @@
 """Account pages: accept an invitation, admins' audit log (with CSV and JSON Lines export) and invitations,
-and a study's members for its owners."""
+a study's members for its owners, each user's own account (password, API tokens), one-time password reset
+links, and failed-login lockouts for admins and study owners."""
 
 import io
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import get_user_model, login, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
+from django.contrib.auth.views import PasswordChangeView
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path, reverse
+from django.urls import path, reverse, reverse_lazy
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from annotations.lockout import lockouts_active
 from annotations.models import Invitation, Profile, Study, StudyMembership
+from annotations.permissions import lockout_usernames_visible_to
 from annotations.services import accounts as account_services
 from annotations.views.common import study_for
 
@@ -182,23 +190,30 @@ def study_members(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         if not can_manage:
             raise PermissionDenied
-        user = get_user_model().objects.filter(username=request.POST.get("username", "").strip()).first()
         try:
-            if user is None:
-                raise ValidationError("No account with this username.")
-            account_services.study_member_set(
-                study=study, user=user, role=request.POST.get("role", ""), actor=request.user
+            membership = account_services.study_member_add(
+                study=study,
+                username=request.POST.get("username", "").strip()[:150],
+                role=request.POST.get("role", ""),
+                actor=request.user,
             )
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         else:
-            messages.success(request, f"{user.get_username()} is now a {request.POST.get('role')} of this study.")
+            messages.success(request, f"{membership.user.get_username()} is now a {membership.role} of this study.")
         return redirect("study-members", slug=slug)
     members = StudyMembership.objects.filter(study=study).select_related("user").order_by("role", "user__username")
     return render(
         request,
         "accounts/members.html",
-        {"study": study, "members": members, "can_manage": can_manage, "roles": StudyMembership.Role.choices},
+        {
+            "study": study,
+            "members": members,
+            "can_manage": can_manage,
+            # view_members means admin or a researcher of this study: either may reset its clinicians' passwords.
+            "can_reset": True,
+            "roles": StudyMembership.Role.choices,
+        },
     )
 
 
@@ -216,6 +231,146 @@ def study_member_remove(request: HttpRequest, slug: str, user_id: int) -> HttpRe
     return redirect("study-members", slug=slug)
 
 
+# My account: password and API tokens -------------------------------------------------------------------------
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    """The user's own page: change password, list API tokens, issue and revoke them."""
+    new_key = request.session.pop("new_api_token", None)
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "tokens": account_services.api_tokens_of(user=request.user)[:100],
+            "new_key": new_key,
+            "token_days": settings.API_TOKEN_DAYS,
+            "now": timezone.now(),
+            "can_view_lockouts": request.user.has_perm("annotations.view_lockouts"),
+        },
+    )
+
+
+@login_required
+@require_POST
+def account_token_create(request: HttpRequest) -> HttpResponse:
+    token, key = account_services.api_token_issue(user=request.user, name=request.POST.get("name", "")[:100])
+    # Shown once, on the next page only: the session carries it across the redirect, then forgets it.
+    request.session["new_api_token"] = {"key": key, "prefix": token.prefix}
+    return redirect("account")
+
+
+@login_required
+@require_POST
+def account_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = get_object_or_404(account_services.api_tokens_of(user=request.user), pk=token_id)
+    if account_services.api_token_revoke(token=token, actor=request.user):
+        messages.success(request, f"Token {token.prefix}… is revoked.")
+    return redirect("account")
+
+
+class AuditedPasswordChangeView(PasswordChangeView):
+    """Django's password change (old password, validators), saved through the audited service."""
+
+    template_name = "registration/password_change.html"
+    success_url = reverse_lazy("account")
+
+    def form_valid(self, form: PasswordChangeForm) -> HttpResponse:
+        account_services.password_change(user=form.user, password=form.cleaned_data["new_password1"])
+        # Changing the password ends the user's other sessions; keep this one.
+        update_session_auth_hash(self.request, form.user)
+        messages.success(self.request, "Your password is changed.")
+        return redirect(self.get_success_url())
+
+
+# Password reset links --------------------------------------------------------------------------------------------
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback
+
+
+@login_required
+@require_POST
+def password_reset_link_create(request: HttpRequest, user_id: int) -> HttpResponse:
+    """A researcher (for the clinicians of their studies) or an admin (for anyone) makes a one-time link."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or not request.user.has_perm("annotations.reset_password", user):
+        raise Http404("No such account.")
+    _, token = account_services.password_reset_link_create(user=user, actor=request.user)
+    link = request.build_absolute_uri(reverse("password-reset", args=[token]))
+    messages.success(
+        request,
+        f"Password reset link for {user.get_username()} (send it to them; it is shown once, works once and "
+        f"expires in {settings.PASSWORD_RESET_LINK_HOURS} hours): {link}",
+    )
+    return redirect(_safe_next(request, reverse("home")))
+
+
+def password_reset(request: HttpRequest, token: str) -> HttpResponse:
+    """Anyone holding an open reset link sets a new password here (Django's validators apply)."""
+    link = account_services.password_reset_link_usable(token)
+    if link is None:
+        return render(request, "registration/password_reset_invalid.html", status=404)
+    form = SetPasswordForm(link.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            account_services.password_reset_link_use(token=token, password=form.cleaned_data["new_password1"])
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Your password is set. Log in with it now.")
+            return redirect("login")
+    return render(request, "registration/password_reset.html", {"form": form, "username": link.user.get_username()})
+
+
+# Lockouts ----------------------------------------------------------------------------------------------------------
+
+
+def _visible_lockouts(request: HttpRequest):
+    usernames = lockout_usernames_visible_to(request.user)
+    return lockouts_active(usernames=usernames)
+
+
+@login_required
+def lockout_list(request: HttpRequest) -> HttpResponse:
+    """Paused logins: admins see every pair, study owners those of their studies' members; either may lift one."""
+    _require(request, "annotations.view_lockouts")
+    lockouts = _visible_lockouts(request)
+    accounts = {
+        user.get_username(): user
+        for user in get_user_model().objects.filter(username__in={lockout.username for lockout in lockouts})
+    }
+    rows = [
+        {
+            "lockout": lockout,
+            "account": accounts.get(lockout.username),
+            "can_reset": lockout.username in accounts
+            and request.user.has_perm("annotations.reset_password", accounts[lockout.username]),
+        }
+        for lockout in lockouts
+    ]
+    return render(request, "accounts/lockouts.html", {"rows": rows})
+
+
+@login_required
+@require_POST
+def lockout_clear(request: HttpRequest) -> HttpResponse:
+    _require(request, "annotations.view_lockouts")
+    username = request.POST.get("username", "")[:150]
+    ip_address = request.POST.get("ip_address", "")[:45]
+    visible = {(lockout.username, lockout.ip_address) for lockout in _visible_lockouts(request)}
+    if (username, ip_address) not in visible:
+        messages.error(request, "That login is not paused (any more).")
+        return redirect("lockout-list")
+    account_services.lockout_clear(username=username, ip_address=ip_address, actor=request.user)
+    messages.success(request, f"Logins for {username} from {ip_address} may continue now.")
+    return redirect("lockout-list")
+
+
 urlpatterns = [
     path("invitations/<str:token>/", invitation_accept, name="invitation-accept"),
     path("admin-tools/audit/", audit_log, name="audit-log"),
@@ -224,4 +379,12 @@ urlpatterns = [
     path("admin-tools/invitations/", invitation_list, name="invitation-list"),
     path("studies/<slug:slug>/members/", study_members, name="study-members"),
     path("studies/<slug:slug>/members/<int:user_id>/remove", study_member_remove, name="study-member-remove"),
+    path("accounts/me/", account, name="account"),
+    path("accounts/me/password/", AuditedPasswordChangeView.as_view(), name="password-change"),
+    path("accounts/me/tokens/new", account_token_create, name="account-token-create"),
+    path("accounts/me/tokens/<int:token_id>/revoke", account_token_revoke, name="account-token-revoke"),
+    path("accounts/<int:user_id>/reset-link", password_reset_link_create, name="password-reset-link-create"),
+    path("accounts/reset/<str:token>/", password_reset, name="password-reset"),
+    path("accounts/lockouts/", lockout_list, name="lockout-list"),
+    path("accounts/lockouts/clear", lockout_clear, name="lockout-clear"),
 ]

@@ -6,6 +6,7 @@ import uuid
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
@@ -16,6 +17,7 @@ from annotations.exporting.export import CARD_NAME
 from annotations.exporting.policy import DECISIONS, TIE_HANDLING
 from annotations.exporting.rows import FILE_FORMATS, FORMATS
 from annotations.models import JobStatus, PreferenceExport, Study, System
+from annotations.services.audit import audit_download
 from annotations.services.exports import (
     export_create,
     export_directory,
@@ -146,18 +148,23 @@ def export_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> Http
 @require_GET
 def export_download(request: HttpRequest, slug: str, public_id: uuid.UUID) -> FileResponse:
     study = study_for(request, slug)
-    return export_zip_response(study, _export_or_404(study, public_id))
+    return export_zip_response(study, _export_or_404(study, public_id), actor=request.user)
 
 
-def export_zip_response(study: Study, export: PreferenceExport) -> FileResponse:
-    """The export's zip as a download (page and API); 404 until the export has succeeded."""
+def export_zip_response(study: Study, export: PreferenceExport, *, actor: AbstractBaseUser) -> FileResponse:
+    """The export's zip as a download (page and API), recorded in the audit log; 404 until the export has
+    succeeded."""
     zip_path = export_zip_path(export)
     if export.status != JobStatus.SUCCEEDED or not zip_path.is_file():
         raise Http404("This export has no zip yet.")
+    filename = f"{study.slug}-{export.format}-{export.public_id}.zip"
+    audit_download(
+        actor=actor, kind="export_zip", study=study, obj=export, data={"file": filename, "sha256": export.zip_sha256}
+    )
     return FileResponse(
         open(zip_path, "rb"),  # FileResponse closes it
         as_attachment=True,
-        filename=f"{study.slug}-{export.format}-{export.public_id}.zip",
+        filename=filename,
         content_type="application/zip",
     )
 

@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations.models import JobStatus, PreferenceExport, Study, TrainingJob
+from annotations.services.audit import audit_download
 from annotations.services.studies import study_criteria
 from annotations.services.training_jobs import (
     OPTION_DEFAULTS,
@@ -183,9 +184,9 @@ def job_artifacts(request: HttpRequest, slug: str, public_id: uuid.UUID) -> File
         archive = training_job_artifacts_zip(job)
     except FileNotFoundError:
         raise Http404("This job has no artifacts yet.") from None
-    return FileResponse(
-        archive, as_attachment=True, filename=f"training-job-{job.public_id}.zip", content_type="application/zip"
-    )
+    filename = f"training-job-{job.public_id}.zip"
+    audit_download(actor=request.user, kind="job_artifacts", study=study, obj=job, data={"file": filename})
+    return FileResponse(archive, as_attachment=True, filename=filename, content_type="application/zip")
 
 
 urlpatterns = [

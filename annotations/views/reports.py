@@ -9,19 +9,23 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 
 from annotations.models import JobStatus, Study
 from annotations.selectors_reports import report_rater_choices
+from annotations.services.audit import audit_download
 from annotations.services.reports import (
+    ReportLimitReached,
     ReportParams,
     report_csv,
+    report_current,
     report_document,
     report_latest_computed,
     report_params_from_query,
     report_request,
+    report_snapshot_status,
     shares_table,
 )
 from annotations.services.studies import study_criteria
@@ -300,8 +304,16 @@ def _criterion_context(
 def report_context(
     *, study: Study, request: HttpRequest, params: ReportParams, printable: bool = False
 ) -> dict[str, Any]:
-    snapshot = report_request(study=study, params=params, retry_failed=request.GET.get("retry") == "1")
-    shown = snapshot if snapshot.status == JobStatus.SUCCEEDED else report_latest_computed(study=study, params=params)
+    # Never computed here: a new snapshot is queued for a worker and the page polls its status.
+    limit_message = None
+    try:
+        snapshot = report_request(
+            study=study, params=params, requested_by=request.user, retry_failed=request.GET.get("retry") == "1"
+        )
+    except ReportLimitReached as exc:
+        snapshot, limit_message = None, str(exc)
+    computed = snapshot is not None and snapshot.status == JobStatus.SUCCEEDED
+    shown = snapshot if computed else report_latest_computed(study=study, params=params)
     document = report_document(study=study, snapshot=shown) if shown else None
     report = document["report"] if document else None
     baseline = request.GET.get("baseline") or None
@@ -312,9 +324,10 @@ def report_context(
     return {
         "study": study,
         "snapshot": snapshot,
-        "computing": snapshot.status in (JobStatus.QUEUED, JobStatus.RUNNING),
-        "failed": snapshot.status == JobStatus.FAILED,
-        "stale": shown is not None and shown.pk != snapshot.pk,
+        "computing": snapshot is not None and snapshot.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+        "failed": snapshot is not None and snapshot.status == JobStatus.FAILED,
+        "limit_message": limit_message,
+        "stale": shown is not None and (snapshot is None or shown.pk != snapshot.pk),
         "shown": shown,
         "document": document,
         "report": report,
@@ -328,7 +341,8 @@ def report_context(
         "criterion_choices": study_criteria(study),
         "rater_choices": report_rater_choices(study=study),
         "query": query,
-        "status_url": reverse("api-study-report", args=[study.slug]) + (f"?{query}" if query else ""),
+        # The status of this one snapshot: polling it never queues another computation as ratings arrive.
+        "status_url": reverse("study-report-status", args=[study.slug, snapshot.pk]) if snapshot else "",
         "printable": printable,
         "position_bias_all": report_charts.position_bias_chart((report or {}).get("position_bias_all_criteria", {})),
     }
@@ -369,25 +383,38 @@ def study_report_download(request: HttpRequest, slug: str, file_format: str) -> 
     params = _params_or_redirect(request, study)
     if isinstance(params, HttpResponse):
         return params
-    snapshot = report_request(study=study, params=params)
-    if snapshot.status != JobStatus.SUCCEEDED:
-        messages.info(request, "The report is still being computed; download it when it is ready.")
+    snapshot = report_current(study=study, params=params)  # a download never starts a computation
+    if snapshot is None or snapshot.status != JobStatus.SUCCEEDED:
+        messages.info(request, "The report is not ready yet: it is computed on this page; download it when it is.")
         url = reverse("study-report", args=[slug])
         query = filter_query(request.GET)
         return redirect(f"{url}?{query}" if query else url)
     document = report_document(study=study, snapshot=snapshot)
     stamp = snapshot.computed_at.strftime("%Y%m%d-%H%M%S")
+    filename = f"{study.slug}-report-{stamp}.{file_format}"
+    audit_download(actor=request.user, kind=f"report_{file_format}", study=study, obj=snapshot, data={"file": filename})
     if file_format == "csv":
         response = HttpResponse(report_csv(document["report"]), content_type="text/csv; charset=utf-8")
     else:
         response = HttpResponse(json.dumps(document, indent=2), content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="{study.slug}-report-{stamp}.{file_format}"'
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+@login_required
+def study_report_status(request: HttpRequest, slug: str, snapshot_id: int) -> JsonResponse:
+    """The progress of one snapshot, polled by the report page (static/js/reports.js)."""
+    study = study_for(request, slug)
+    status = report_snapshot_status(study=study, snapshot_id=snapshot_id)
+    if status is None:
+        raise Http404("No such report.")
+    return JsonResponse(status)
 
 
 urlpatterns = [
     path("studies/<slug:slug>/reports", study_report, name="study-report"),
     path("studies/<slug:slug>/reports/print", study_report_print, name="study-report-print"),
+    path("studies/<slug:slug>/reports/status/<int:snapshot_id>", study_report_status, name="study-report-status"),
     path(
         "studies/<slug:slug>/reports/report.<str:file_format>",
         study_report_download,

@@ -41,7 +41,8 @@ def study_list(request: HttpRequest) -> HttpResponse:
                 owner=request.user,
             )
         except (ValidationError, ValueError) as exc:
-            messages.error(request, f"Could not create the study: {exc}")
+            text = " ".join(exc.messages) if isinstance(exc, ValidationError) else "Scale and overlap must be numbers."
+            messages.error(request, f"Could not create the study: {text}")
             return redirect("study-list")
         return redirect("study-detail", slug=study.slug)
     studies = studies_visible_to(request.user).order_by("-created_at")

@@ -2,6 +2,7 @@
 
 import json
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -19,7 +20,19 @@ from annotations.services.assignment import (
     workspace_progress,
 )
 from annotations.services.rating import comparison_mark_gold
+from annotations.services.studies import MAX_QUOTA
 from annotations.views.common import study_for
+
+QUOTA_FIELD = forms.IntegerField(
+    min_value=0,
+    max_value=MAX_QUOTA,
+    required=False,
+    error_messages={
+        "invalid": "The quota must be a whole number of pairs.",
+        "min_value": "The quota cannot be negative.",
+        "max_value": f"The quota is at most {MAX_QUOTA:,} pairs.",
+    },
+)
 
 
 @login_required
@@ -50,7 +63,11 @@ def study_clinician_add(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, f"No clinician account named {username!r}.")
         return redirect("study-progress", slug=slug)
     try:
-        quota = int(request.POST["quota"]) if request.POST.get("quota") else None
+        quota = QUOTA_FIELD.clean(request.POST.get("quota"))
+    except ValidationError as exc:
+        messages.error(request, f"Could not add {username}: {' '.join(exc.messages)}")
+        return redirect("study-progress", slug=slug)
+    try:
         clinician_assign(study=study, user=user, actor=request.user, quota=quota)
     except (ValueError, ValidationError) as exc:
         messages.error(request, f"Could not add {username}: {exc}")
@@ -76,9 +93,12 @@ def study_gold_mark(request: HttpRequest, slug: str) -> HttpResponse:
         comparison = Comparison.objects.get(study=study, pk=int(request.POST.get("comparison", "0")))
         raw = request.POST.get("expected", "").strip()
         expected = json.loads(raw) if raw else None
+        if expected is not None and not isinstance(expected, dict):
+            raise ValidationError("Expected an object mapping criterion keys to values, or nothing to unmark.")
         comparison_mark_gold(comparison=comparison, expected=expected, actor=request.user)
     except (ValueError, Comparison.DoesNotExist, ValidationError) as exc:
-        messages.error(request, f"Could not mark the comparison: {exc}")
+        text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        messages.error(request, f"Could not mark the comparison: {text}")
         return redirect("study-progress", slug=slug)
     messages.success(request, "Gold comparison saved." if expected else "Gold mark removed.")
     return redirect("study-progress", slug=slug)

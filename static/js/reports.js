@@ -1,5 +1,6 @@
-/* Report page: while a report is computed, poll its status (the API, same filters) and move the progress
-   bar; reload when it is done. No inline script is allowed (Content-Security-Policy). */
+/* Report page: while a report is computed on a worker, poll the status of that one snapshot and move the
+   progress bar; reload when it is done (the page then shows it). Polling one snapshot never queues another
+   computation as new ratings arrive. No inline script is allowed (Content-Security-Policy). */
 (function () {
   "use strict";
 
@@ -12,11 +13,18 @@
 
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) { return response.json(); })
-      .then(function (document_) {
-        if (document_.status === "queued" || document_.status === "running") {
-          bar.value = document_.progress;
-          if (text) text.textContent = Math.round(document_.progress * 100) + "%";
+      .then(function (response) {
+        if (!response.ok) throw new Error("status " + response.status);
+        return response.json();
+      })
+      .then(function (snapshot) {
+        if (snapshot.status === "queued" || snapshot.status === "running") {
+          bar.value = snapshot.progress;
+          if (text) {
+            text.textContent = snapshot.status === "queued"
+              ? "waiting for a worker"
+              : Math.round(snapshot.progress * 100) + "%";
+          }
           window.setTimeout(poll, POLL_MS);
         } else {
           window.location.reload();

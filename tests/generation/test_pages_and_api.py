@@ -54,7 +54,7 @@ def test_the_followup_form_creates_the_study(client, researcher, filled_study):
     page = client.get(reverse("followup-create", args=["s1"]))
     assert b'name="systems" value="brisk-base"' in page.content
     bad = client.post(reverse("followup-create", args=["s1"]), {"slug": "s1", "systems": ["brisk-base"]})
-    assert bad.status_code == 400 and b"already exists" in bad.content
+    assert bad.status_code == 400 and b"not available" in bad.content
     response = client.post(
         reverse("followup-create", args=["s1"]),
         {"slug": "s1-next", "title": "Next", "systems": ["brisk-base", "careful-v2"], "carry_clinicians": "on"},

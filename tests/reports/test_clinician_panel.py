@@ -5,6 +5,7 @@ import pytest
 from annotations.models import Assignment, Comparison, Profile, Rater, StudyMembership
 from annotations.selectors_reports import clinician_panel
 from annotations.services.comparisons import comparisons_build
+from annotations.services.reports import ReportParams, report_request
 from annotations.services.studies import study_create
 
 from .builders import import_records, prompt_records
@@ -49,6 +50,7 @@ def test_the_panel_counts_clinicians_who_rated_and_merges_small_groups(django_us
     assert panel["specialties"] == [{"value": "trauma", "count": 3}, {"value": "other", "count": 2}]
     assert panel["years_of_practice"] == {"n": 4, "median": 10.0, "min": 5, "max": 20}
 
+    report_request(study=study, params=ReportParams(n_resamples=0), inline=True)  # as the worker would
     client.force_login(owner)
     page = client.get("/studies/panel/reports?resamples=0").content.decode()
     assert "Clinician panel" in page and "Clinical psychologist (3)" in page

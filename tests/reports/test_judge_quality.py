@@ -12,6 +12,7 @@ from django.db.models.functions import Concat
 from django.urls import reverse
 
 from annotations.models import Assignment, Judgment, Rating, Response
+from annotations.selectors_reports import ReportFilters
 from annotations.services.reports import ReportParams, report_csv, report_document, report_fingerprint, report_request
 
 from .builders import JUDGE
@@ -75,7 +76,9 @@ def safety_by_hand(study):
 
 
 def test_the_document_carries_the_judge_quality_figures(judged_study):
-    report = report_document(study=judged_study, snapshot=report_request(study=judged_study, params=FAST))["report"]
+    report = report_document(study=judged_study, snapshot=report_request(study=judged_study, params=FAST, inline=True))[
+        "report"
+    ]
     empathy = report["criteria"]["empathy"]["judges"][JUDGE]
     swap = empathy["position_swap"]
     assert (swap["n_consistent"], swap["n_inconsistent"], swap["n_single_order"]) == (60, 20, 20)
@@ -129,6 +132,7 @@ def test_a_changed_consistency_or_flag_changes_the_fingerprint(judged_study):
 
 
 def test_the_page_shows_the_judge_quality_figures(client, researcher, judged_study):
+    report_request(study=judged_study, params=ReportParams(n_resamples=20), inline=True)  # as the worker would
     client.force_login(researcher)
     html = client.get(reverse("study-report", kwargs={"slug": "paper"}) + "?resamples=20").content.decode()
     assert html.count('class="table judge-quality-table"') == 3
@@ -142,6 +146,8 @@ def test_the_page_shows_the_judge_quality_figures(client, researcher, judged_stu
     assert "pooled-warning" not in html
 
     # Two clinicians and the judge: the pooled figures rest on few rater pairs, and the page says so.
+    few_raters = ReportFilters(raters=("clinician-1", "clinician-2", JUDGE))
+    report_request(study=judged_study, params=ReportParams(filters=few_raters, n_resamples=20), inline=True)
     few = client.get(
         reverse("study-report", kwargs={"slug": "paper"})
         + f"?resamples=20&rater=clinician-1&rater=clinician-2&rater={JUDGE}"

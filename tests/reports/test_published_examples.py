@@ -40,7 +40,7 @@ def krippendorff_study():
 )
 def test_krippendorff_2011_alpha_through_import_and_report(level, published):
     study = krippendorff_study()
-    snapshot = report_request(study=study, params=ReportParams(n_resamples=20))
+    snapshot = report_request(study=study, params=ReportParams(n_resamples=20), inline=True)
     reliability = report_document(study=study, snapshot=snapshot)["report"]["criteria"]["empathy"]["reliability"]
     assert round(reliability["alpha"][level]["estimate"], 3) == KRIPPENDORFF["expected"][f"alpha_{published}"]
     assert reliability["n_raters"] == 4
@@ -62,7 +62,7 @@ def test_irrcac_abstractors_through_import_and_report():
                 unit += 1
     import_records(study, records, "cont3x3abstractors.jsonl")
 
-    snapshot = report_request(study=study, params=ReportParams(n_resamples=50))
+    snapshot = report_request(study=study, params=ReportParams(n_resamples=50), inline=True)
     reliability = report_document(study=study, snapshot=snapshot)["report"]["criteria"]["safety"]["reliability"]
     expected = ABSTRACTORS["expected"]
     assert round(reliability["alpha"]["nominal"]["estimate"], 3) == round(expected["krippendorff_alpha"], 3)

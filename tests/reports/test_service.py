@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -13,10 +14,12 @@ from annotations.models import Assignment, Comparison, JobStatus, Rater, Rating,
 from annotations.selectors_reports import ReportFilters, report_table
 from annotations.services import reports as reports_service
 from annotations.services.reports import (
+    ReportLimitReached,
     ReportParams,
     report_csv,
     report_document,
     report_fingerprint,
+    report_params_parse,
     report_request,
     shares_table,
 )
@@ -42,7 +45,7 @@ def compute_calls(monkeypatch):
 
 def test_the_research_table_comes_out_of_imported_ratings(imported_paper_study):
     paper_study = imported_paper_study
-    snapshot = report_request(study=paper_study, params=FAST)
+    snapshot = report_request(study=paper_study, params=FAST, inline=True)
     rows = shares_table(report_document(study=paper_study, snapshot=snapshot)["report"], baseline="base")
     got = {
         row["criterion"]: (
@@ -76,17 +79,17 @@ def test_the_table_holds_clinicians_and_judges_in_canonical_orientation(paper_st
 
 
 def test_a_second_request_uses_the_cached_snapshot(paper_study, compute_calls):
-    first = report_request(study=paper_study, params=FAST)
-    second = report_request(study=paper_study, params=FAST)
+    first = report_request(study=paper_study, params=FAST, inline=True)
+    second = report_request(study=paper_study, params=FAST, inline=True)
     assert first.pk == second.pk and second.status == JobStatus.SUCCEEDED
     assert len(compute_calls) == 1
     assert second.computed_at == first.computed_at
 
 
 def test_a_new_rating_changes_the_fingerprint_and_the_report(paper_study, compute_calls):
-    before = report_request(study=paper_study, params=FAST)
+    before = report_request(study=paper_study, params=FAST, inline=True)
     import_records(paper_study, [vote(rater="late-rater", unit=5, criterion="empathy", value=-1)], "late.jsonl")
-    after = report_request(study=paper_study, params=FAST)
+    after = report_request(study=paper_study, params=FAST, inline=True)
     assert after.fingerprint != before.fingerprint
     assert len(compute_calls) == 2
     assert after.result["report"]["counts"]["n_ratings"] == before.result["report"]["counts"]["n_ratings"] + 1
@@ -120,7 +123,7 @@ def test_parameters_are_part_of_the_fingerprint(paper_study):
 
 def test_filters_pick_criteria_raters_and_dates(paper_study):
     params = ReportParams(filters=ReportFilters(criteria=("safety",), raters=(*CLINICIANS[:4], JUDGE)), n_resamples=0)
-    report = report_request(study=paper_study, params=params).result["report"]
+    report = report_request(study=paper_study, params=params, inline=True).result["report"]
     assert list(report["criteria"]) == ["safety"]
     assert [r["label"] for r in report["raters"]] == sorted((*CLINICIANS[:4], JUDGE))
 
@@ -147,7 +150,9 @@ def test_the_gold_threshold_leaves_out_inaccurate_clinicians(paper_study):
         Rating.objects.create(assignment=assignment, criterion=gold.study.criteria.get(key="empathy"), value=value)
 
     params = ReportParams(filters=ReportFilters(min_gold_accuracy=0.5), n_resamples=0)
-    document = report_document(study=paper_study, snapshot=report_request(study=paper_study, params=params))
+    document = report_document(
+        study=paper_study, snapshot=report_request(study=paper_study, params=params, inline=True)
+    )
     assert document["excluded_raters"]["below_gold_accuracy"] == {CLINICIANS[0]: 0.0}
     assert CLINICIANS[2] in document["excluded_raters"]["without_gold_checks"]
     labels = [r["label"] for r in document["report"]["raters"]]
@@ -158,22 +163,55 @@ def test_progress_rises_to_the_end_while_computing(paper_study, monkeypatch):
     seen = []
     real = reports_service._progress_set
     monkeypatch.setattr(reports_service, "_progress_set", lambda pk, value: (seen.append(value), real(pk, value)))
-    snapshot = report_request(study=paper_study, params=FAST)
+    snapshot = report_request(study=paper_study, params=FAST, inline=True)
     assert seen == sorted(seen) and len(seen) == 1 + 4 * 3 + 1  # loading, 4 parts per criterion, pooled bias
     assert seen[-1] == pytest.approx(0.99)
     assert snapshot.progress == 1.0 and snapshot.computed_at is not None
 
 
-def test_a_large_report_is_queued_not_computed_in_the_request(paper_study, settings, compute_calls):
-    settings.REPORT_INLINE_MAX_ROWS = 100
-    snapshot = report_request(study=paper_study, params=FAST)
+def test_a_report_asked_for_without_inline_is_queued_never_computed_here(
+    paper_study, researcher, compute_calls, django_capture_on_commit_callbacks
+):
+    small = ReportParams(n_resamples=0)  # the smallest report there is still goes to the worker
+    with django_capture_on_commit_callbacks() as callbacks:
+        snapshot = report_request(study=paper_study, params=small, requested_by=researcher)
     assert snapshot.status == JobStatus.QUEUED and snapshot.result is None
-    assert compute_calls == []  # the task is sent on commit, to the worker
-    assert report_request(study=paper_study, params=FAST).pk == snapshot.pk
+    assert snapshot.requested_by == researcher
+    assert compute_calls == [] and len(callbacks) == 1  # the task is sent on commit, to the worker
+    assert report_request(study=paper_study, params=small, requested_by=researcher).pk == snapshot.pk
+
+
+def test_a_researcher_may_have_only_so_many_reports_computing_at_once(
+    paper_study, researcher, other_researcher, settings
+):
+    settings.REPORT_MAX_ACTIVE_PER_USER = 2
+    first = report_request(study=paper_study, params=ReportParams(seed=1), requested_by=researcher)
+    report_request(study=paper_study, params=ReportParams(seed=2), requested_by=researcher)
+    with pytest.raises(ReportLimitReached, match="already have 2 reports being computed"):
+        report_request(study=paper_study, params=ReportParams(seed=3), requested_by=researcher)
+    assert ReportSnapshot.objects.filter(study=paper_study).count() == 2  # nothing queued past the limit
+    # Asking for a report already being computed costs nothing, and the limit is per person.
+    assert report_request(study=paper_study, params=ReportParams(seed=1), requested_by=researcher).pk == first.pk
+    report_request(study=paper_study, params=ReportParams(seed=3), requested_by=other_researcher)
+    # A finished report frees its place; so does one stuck in the queue for longer than an hour.
+    ReportSnapshot.objects.filter(pk=first.pk).update(status=JobStatus.SUCCEEDED)
+    report_request(study=paper_study, params=ReportParams(seed=4), requested_by=researcher)
+    ReportSnapshot.objects.filter(requested_by=researcher).update(
+        created_at=timezone.now() - datetime.timedelta(hours=2)
+    )
+    report_request(study=paper_study, params=ReportParams(seed=5), requested_by=researcher)
+
+
+def test_resamples_are_capped_by_a_setting(settings):
+    settings.REPORT_MAX_RESAMPLES = 500
+    assert report_params_parse(n_resamples="500").n_resamples == 500
+    with pytest.raises(ValidationError) as refused:
+        report_params_parse(n_resamples="501")
+    assert refused.value.message_dict == {"resamples": ["Expected an integer from 0 to 500."]}
 
 
 def test_csv_has_every_statistic_with_its_interval(paper_study):
-    report = report_request(study=paper_study, params=FAST).result["report"]
+    report = report_request(study=paper_study, params=FAST, inline=True).result["report"]
     rows = list(csv.DictReader(io.StringIO(report_csv(report))))
     alpha = next(r for r in rows if r["criterion"] == "empathy" and r["statistic"] == "alpha_nominal")
     expected = report["criteria"]["empathy"]["reliability"]["alpha"]["nominal"]
@@ -205,6 +243,6 @@ def test_every_key_of_the_document_is_documented(paper_study):
     from pathlib import Path
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "reports.md").read_text()
-    document = report_document(study=paper_study, snapshot=report_request(study=paper_study, params=FAST))
+    document = report_document(study=paper_study, snapshot=report_request(study=paper_study, params=FAST, inline=True))
     keys = set(document) | set(document["filters"]) | set(document["excluded_raters"]) | set(document["report"])
     assert {key for key in keys if f"`{key}`" not in docs} == set()

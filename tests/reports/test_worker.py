@@ -9,7 +9,7 @@ from annotations.services.reports import ReportParams, report_request
 
 from .builders import import_records, vote
 
-# A report over more rows than REPORT_INLINE_MAX_ROWS goes to the worker; enough resamples to watch it move.
+# Every report goes to the worker; enough resamples to watch it move.
 PARAMS = ReportParams(n_resamples=1500)
 
 
@@ -26,11 +26,9 @@ def wait_for(snapshot_id: int, timeout: float = 60) -> tuple[ReportSnapshot, lis
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_large_report_is_computed_by_the_worker_cached_and_recomputed(celery_worker, paper_study, settings):
-    settings.REPORT_INLINE_MAX_ROWS = 100
-
+def test_a_report_is_computed_by_the_worker_cached_and_recomputed(celery_worker, paper_study):
     queued = report_request(study=paper_study, params=PARAMS)
-    assert queued.status == JobStatus.QUEUED
+    assert queued.status in (JobStatus.QUEUED, JobStatus.RUNNING)  # the worker may have started already
     done, seen = wait_for(queued.pk)
     assert done.status == JobStatus.SUCCEEDED, done.error
     assert done.progress == 1.0 and done.computed_at is not None
@@ -43,7 +41,7 @@ def test_a_large_report_is_computed_by_the_worker_cached_and_recomputed(celery_w
 
     import_records(paper_study, [vote(rater="late-rater", unit=7, criterion="safety", value=1)], "late.jsonl")
     fresh = report_request(study=paper_study, params=PARAMS)
-    assert fresh.fingerprint != done.fingerprint and fresh.status == JobStatus.QUEUED
+    assert fresh.fingerprint != done.fingerprint and fresh.status in (JobStatus.QUEUED, JobStatus.RUNNING)
     fresh, _ = wait_for(fresh.pk)
     assert fresh.status == JobStatus.SUCCEEDED
     assert fresh.result["report"]["counts"]["n_ratings"] == 901

@@ -98,6 +98,12 @@ ADMIN_PAGE = expect(anonymous=302, other_clinician=403, clinician=403, other_res
 ADMIN_API_READ = expect(
     anonymous=401, other_clinician=403, clinician=403, other_researcher=403, researcher=403, admin=200
 )
+ANY_USER_PAGE = expect(
+    anonymous=302, other_clinician=200, clinician=200, other_researcher=200, researcher=200, admin=200
+)
+ANY_USER_FORM_POST = expect(
+    anonymous=302, other_clinician=302, clinician=302, other_researcher=302, researcher=302, admin=302
+)
 ANY_USER_API = expect(
     anonymous=401, other_clinician=200, clinician=200, other_researcher=200, researcher=200, admin=200
 )
@@ -164,8 +170,9 @@ ROUTES: dict[str, list[Check] | Skip] = {
         Check(
             method="post",
             data={"slug": "new-study", "title": "New"},
+            # After other_researcher made it, the slug is taken: 409 (the answer to a race on one slug, too).
             expect=expect(
-                anonymous=401, other_clinician=403, clinician=403, other_researcher=201, researcher=400, admin=400
+                anonymous=401, other_clinician=403, clinician=403, other_researcher=201, researcher=409, admin=409
             ),
         ),
     ],
@@ -293,6 +300,75 @@ ROUTES: dict[str, list[Check] | Skip] = {
         ),
     ],
     "api-audit-events": [Check(expect=ADMIN_API_READ)],
+    # My account, API tokens, password reset links, lockouts (the security helper).
+    "account": [Check(expect=ANY_USER_PAGE)],
+    "password-change": [Check(expect=ANY_USER_PAGE)],
+    "account-token-create": [Check(method="post", data={"name": "matrix"}, expect=ANY_USER_FORM_POST)],
+    "account-token-revoke": [
+        Check(
+            method="post",
+            # A fresh token of the researcher's for each persona: only its owner revokes it.
+            kwargs=lambda w: {"token_id": _researcher_token(w).pk},
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=302, admin=404
+            ),
+        )
+    ],
+    "api-me-tokens": [
+        Check(expect=ANY_USER_API),
+        Check(
+            method="post",
+            data={"name": "matrix"},
+            expect=expect(
+                anonymous=401, other_clinician=201, clinician=201, other_researcher=201, researcher=201, admin=201
+            ),
+        ),
+    ],
+    "api-me-token-detail": [
+        Check(
+            method="delete",
+            kwargs=lambda w: {"token_id": _researcher_token(w).pk},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=204, admin=404
+            ),
+        )
+    ],
+    "password-reset-link-create": [
+        Check(
+            method="post",
+            # The clinician of s1: its researchers and admins may make a link; no one else learns the account exists.
+            kwargs=lambda w: {"user_id": w.clinician.pk},
+            expect=expect(
+                anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=302, admin=302
+            ),
+        )
+    ],
+    "password-reset": [
+        Check(kwargs=lambda w: {"token": _reset_token(w)}, expect=EVERYONE_200),
+        Check(
+            kwargs=lambda w: {"token": "not-a-real-token"},
+            expect=expect(
+                anonymous=404, other_clinician=404, clinician=404, other_researcher=404, researcher=404, admin=404
+            ),
+        ),
+    ],
+    # Admins and study owners (other_researcher owns s2, researcher owns s1).
+    "lockout-list": [
+        Check(
+            expect=expect(
+                anonymous=302, other_clinician=403, clinician=403, other_researcher=200, researcher=200, admin=200
+            )
+        )
+    ],
+    "lockout-clear": [
+        Check(
+            method="post",
+            data={"username": "nobody", "ip_address": "10.0.0.1"},
+            expect=expect(
+                anonymous=302, other_clinician=403, clinician=403, other_researcher=302, researcher=302, admin=302
+            ),
+        )
+    ],
     "invitation-accept": [
         Check(kwargs=lambda w: {"token": _invitation(w).token}, expect=EVERYONE_200),
         Check(
@@ -326,19 +402,42 @@ ROUTES: dict[str, list[Check] | Skip] = {
         )
     ],
     # --- agreement and results reports (annotations/views/reports.py, annotations/api/reports.py) ------------
-    # Clinicians, members of s1 or not, never reach a report (404); s1 is small, so it is computed inline.
+    # Clinicians, members of s1 or not, never reach a report (404). Reports are computed on a worker, never in
+    # the request: the page queues one, a download of a report not computed yet redirects to the page (302),
+    # and the API answers 202 while it is queued.
     "study-report": [Check(kwargs=s1, query={"resamples": "0"}, expect=STUDY_PAGE)],
     "study-report-print": [Check(kwargs=s1, query={"resamples": "0"}, expect=STUDY_PAGE)],
+    "study-report-status": [Check(kwargs=lambda w: _report_snapshot_kwargs(w), expect=STUDY_PAGE)],
     "study-report-download": [
         Check(
-            kwargs=lambda w: {"slug": w.study.slug, "file_format": "csv"}, query={"resamples": "0"}, expect=STUDY_PAGE
+            kwargs=lambda w: {"slug": w.study.slug, "file_format": "csv"},
+            query={"resamples": "0"},
+            expect=STUDY_FORM_POST,
         ),
         Check(
-            kwargs=lambda w: {"slug": w.study.slug, "file_format": "json"}, query={"resamples": "0"}, expect=STUDY_PAGE
+            kwargs=lambda w: {"slug": w.study.slug, "file_format": "json"},
+            query={"resamples": "0"},
+            expect=STUDY_FORM_POST,
         ),
     ],
-    "api-study-report": [Check(kwargs=s1, query={"resamples": "0"}, expect=STUDY_API_READ)],
-    "api-study-report-csv": [Check(kwargs=s1, query={"resamples": "0"}, expect=STUDY_API_READ)],
+    "api-study-report": [
+        Check(
+            kwargs=s1,
+            query={"resamples": "0"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=202, admin=202
+            ),
+        )
+    ],
+    "api-study-report-csv": [
+        Check(
+            kwargs=s1,
+            query={"resamples": "0"},
+            expect=expect(
+                anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=202, admin=202
+            ),
+        )
+    ],
     # --- training jobs (annotations/views/jobs.py, annotations/api/jobs.py) -----------------------------
     "job-list": [
         Check(kwargs=s1, expect=STUDY_PAGE),
@@ -739,6 +838,13 @@ ROUTES: dict[str, list[Check] | Skip] = {
 }
 
 
+def _report_snapshot_kwargs(w) -> dict[str, Any]:
+    from annotations.models import ReportSnapshot
+
+    snapshot, _ = ReportSnapshot.objects.get_or_create(study=w.study, fingerprint="route-matrix")
+    return {"slug": w.study.slug, "snapshot_id": snapshot.pk}
+
+
 def _screening_hit(w):
     from annotations.models import ScreeningHit
 
@@ -885,3 +991,15 @@ def _generation_run_kwargs(w) -> dict[str, Any]:
             study=w.study, source="endpoint", base_url="http://127.0.0.1:9/v1", model_name="m", system_name="matrix-gen"
         )
     return {"slug": w.study.slug, "public_id": run.public_id}
+
+
+def _researcher_token(w):
+    from annotations.services.accounts import api_token_issue
+
+    return api_token_issue(user=w.researcher, name="matrix")[0]
+
+
+def _reset_token(w) -> str:
+    from annotations.services.accounts import password_reset_link_create
+
+    return password_reset_link_create(user=w.clinician, actor=w.admin)[1]

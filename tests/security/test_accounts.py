@@ -1,6 +1,7 @@
 """Invitations, admin-made accounts, roles and memberships: each change is audited in its own transaction."""
 
 import csv
+import hashlib
 import io
 import json
 from datetime import timedelta
@@ -12,8 +13,10 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from annotations.models import AuditEvent, Invitation, Profile, Rater, StudyMembership
+from annotations.models import ApiToken, AuditEvent, Invitation, PasswordResetLink, Profile, Rater, StudyMembership
 from annotations.services import accounts as services
+from annotations.services.studies import SLUG_UNAVAILABLE
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 NEW_PASSWORD = "a-long-and-unusual-passphrase-93"
@@ -165,3 +168,113 @@ def test_audit_events_cannot_be_edited_or_deleted(world):
         event.save()
     with pytest.raises(ValueError):
         event.delete()
+
+
+# Passwords: change your own; a one-time reset link from a researcher or admin ---------------------------------
+
+
+def test_a_user_changes_their_own_password_from_the_top_bar_audited(researcher):
+    client = _login(researcher)
+    assert 'href="/accounts/me/"' in client.get("/studies/").content.decode()
+    assert 'href="/accounts/me/password/"' in client.get("/accounts/me/").content.decode()
+    weak = client.post(
+        "/accounts/me/password/",
+        {"old_password": PASSWORD, "new_password1": "password", "new_password2": "password"},
+    )
+    assert weak.status_code == 200 and b"too short" in weak.content
+    changed = client.post(
+        "/accounts/me/password/",
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+    assert changed.status_code == 302
+    assert client.get("/accounts/me/").status_code == 200  # this session survives the change
+    researcher.refresh_from_db()
+    assert researcher.check_password(NEW_PASSWORD)
+    assert AuditEvent.objects.filter(action="auth.password_change", actor=researcher).count() == 1
+
+
+def _reset_link(client: Client, user, next_url: str = "/accounts/me/") -> str:
+    response = client.post(f"/accounts/{user.pk}/reset-link", {"next": next_url}, follow=True)
+    text = response.content.decode()
+    return text.split("/accounts/reset/", 1)[1].split("/", 1)[0]
+
+
+def test_a_researcher_makes_a_one_time_reset_link_for_a_clinician_of_their_study(world):
+    services.api_token_issue(user=world.clinician)
+    token = _reset_link(_login(world.researcher), world.clinician, f"/studies/{world.study.slug}/members/")
+    link = PasswordResetLink.objects.get(user=world.clinician)
+    assert link.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in " ".join(str(event.data) for event in AuditEvent.objects.all())
+
+    visitor = Client()
+    assert visitor.get(f"/accounts/reset/{token}/").status_code == 200
+    weak = visitor.post(f"/accounts/reset/{token}/", {"new_password1": "password", "new_password2": "password"})
+    assert weak.status_code == 200 and b"too short" in weak.content
+    done = visitor.post(f"/accounts/reset/{token}/", {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    assert done.status_code == 302
+    world.clinician.refresh_from_db()
+    assert world.clinician.check_password(NEW_PASSWORD)
+    assert not ApiToken.objects.filter(user=world.clinician, revoked_at__isnull=True).exists()
+    assert visitor.get(f"/accounts/reset/{token}/").status_code == 404  # used once
+    assert {"auth.password_reset_link", "auth.password_reset"} <= set(
+        AuditEvent.objects.values_list("action", flat=True)
+    )
+
+
+def test_an_expired_reset_link_is_refused(world):
+    token = _reset_link(_login(world.admin), world.clinician)
+    PasswordResetLink.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = Client().post(
+        f"/accounts/reset/{token}/", {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    )
+    assert response.status_code == 404
+    world.clinician.refresh_from_db()
+    assert not world.clinician.check_password(NEW_PASSWORD)
+
+
+@pytest.mark.parametrize(
+    ("who", "whom", "status"),
+    [
+        ("researcher", "clinician", 302),
+        ("other_researcher", "clinician", 404),  # not a clinician of their studies
+        ("researcher", "other_researcher", 404),  # researchers reset clinicians only
+        ("clinician", "other_clinician", 404),
+        ("admin", "other_researcher", 302),  # admins reset anyone
+    ],
+)
+def test_reset_links_are_made_by_the_clinicians_researchers_and_by_admins(world, who, whom, status):
+    response = _login(getattr(world, who)).post(f"/accounts/{getattr(world, whom).pk}/reset-link")
+    assert response.status_code == status
+    assert PasswordResetLink.objects.exists() == (status == 302)
+
+
+# Member forms and study slugs reveal nothing about accounts or studies one cannot see ---------------------------
+
+
+def test_adding_a_member_says_the_same_for_unknown_inactive_and_ineligible_usernames(world, django_user_model):
+    django_user_model.objects.create_user(username="gone", password=PASSWORD, is_active=False)
+    client = _login(world.researcher)
+    url = f"/api/v1/studies/{world.study.slug}/members"
+    answers = {}
+    for username in ("no-such-person", "gone", world.other_researcher.username, world.admin.username):
+        response = client.post(url, {"username": username, "role": "clinician"}, content_type="application/json")
+        assert response.status_code == 400
+        answers[username] = response.json()["error"]
+        page = client.post(
+            f"/studies/{world.study.slug}/members/", {"username": username, "role": "clinician"}, follow=True
+        )
+        assert [str(message) for message in page.context["messages"]] == [services.MEMBER_NOT_ADDABLE]
+    assert len({json.dumps(answer, sort_keys=True) for answer in answers.values()}) == 1
+    assert services.MEMBER_NOT_ADDABLE in json.dumps(answers["no-such-person"])
+    assert not StudyMembership.objects.filter(study=world.study, user=world.other_researcher).exists()
+
+
+@pytest.mark.parametrize("taken", ["s1", "s2"])  # s1 is the researcher's own study; s2 they cannot see
+def test_a_taken_slug_is_refused_alike_whether_or_not_its_study_is_visible(world, taken):
+    client = _login(world.researcher)
+    response = client.post("/api/v1/studies/", {"slug": taken, "title": "Mine"}, content_type="application/json")
+    assert response.status_code == 409
+    assert response.json()["error"]["message"] == SLUG_UNAVAILABLE
+    page = client.post("/studies/", {"slug": taken, "title": "Mine"}, follow=True)
+    assert [str(m) for m in page.context["messages"]] == [f"Could not create the study: {SLUG_UNAVAILABLE}"]
+    assert client.get(f"/api/v1/studies/{'s2'}/").status_code == 404

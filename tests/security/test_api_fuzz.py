@@ -13,7 +13,6 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -21,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from annotations.services.accounts import api_token_issue
 from evalplatform.wsgi import application
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "10"))
@@ -69,9 +69,9 @@ def _fuzz(world) -> None:
             for name, value in fixed_path_values.items():
                 if case.path_parameters and name in case.path_parameters:
                     case.path_parameters[name] = value
-            # DELETE /me/token revokes the token, so fetch (or re-issue) it for every request.
-            token, _ = Token.objects.get_or_create(user=world.researcher)
-            response = case.call_and_validate(headers={"Authorization": f"Token {token.key}"}, checks=CHECKS)
+            # DELETE /me/token revokes the token sending it, so issue a fresh one for every request.
+            _, key = api_token_issue(user=world.researcher)
+            response = case.call_and_validate(headers={"Authorization": f"Token {key}"}, checks=CHECKS)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
         try:

@@ -16,6 +16,14 @@ def test_the_database_refuses_bulk_updates_and_deletes_of_audit_events(researche
     assert AuditEvent.objects.get().action == "study.create"
 
 
+@pytest.mark.parametrize("column", ["sequence", "prev_hash", "row_hash"])
+def test_the_database_refuses_rewriting_the_chain_columns(researcher, column):
+    audit_record(actor=researcher, action="study.create", data={"slug": "s"})
+    forged = 99 if column == "sequence" else "1" * 64
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.update(**{column: forged})
+
+
 def test_deleting_the_actor_keeps_the_audit_row(django_user_model):
     user = django_user_model.objects.create_user(username="gone", password="x-long-password-123")
     audit_record(actor=user, action="login.failed")

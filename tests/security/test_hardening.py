@@ -7,9 +7,9 @@ import time
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
 
-from annotations.models import AuditEvent
+from annotations.models import ApiToken, AuditEvent
+from annotations.services.accounts import api_token_issue
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -34,13 +34,13 @@ def test_session_authenticated_api_write_needs_a_csrf_token(world):
 
 
 def test_token_authenticated_write_needs_no_csrf_token(world):
-    token = Token.objects.create(user=world.researcher)
+    _, key = api_token_issue(user=world.researcher)
     client = Client(enforce_csrf_checks=True)
     response = client.post(
         f"/api/v1/studies/{world.study.slug}/members",
         {"username": world.other_clinician.username, "role": "clinician"},
         content_type="application/json",
-        headers={"Authorization": f"Token {token.key}"},
+        headers={"Authorization": f"Token {key}"},
     )
     assert response.status_code == 200
 
@@ -79,7 +79,7 @@ def test_token_endpoint_locks_out_in_the_api_error_shape(researcher):
     response = client.post("/api/v1/auth/token", {"username": researcher.username, "password": PASSWORD})
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "locked_out"
-    assert not Token.objects.filter(user=researcher).exists()
+    assert not ApiToken.objects.filter(user=researcher).exists()
 
 
 def test_token_endpoint_issues_a_working_token_and_is_throttled(researcher):
@@ -100,8 +100,8 @@ def test_token_endpoint_issues_a_working_token_and_is_throttled(researcher):
 
 
 def test_revoked_token_is_refused(researcher):
-    token = Token.objects.create(user=researcher)
-    client = Client(headers={"Authorization": f"Token {token.key}"})
+    _, key = api_token_issue(user=researcher)
+    client = Client(headers={"Authorization": f"Token {key}"})
     assert client.delete("/api/v1/me/token").status_code == 204
     refused = client.get("/api/v1/me")
     assert refused.status_code == 401

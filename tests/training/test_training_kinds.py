@@ -78,6 +78,9 @@ def test_dpo_and_sft_run_end_to_end_and_report(workspace):
             assert "rewards/accuracies" in reports[0][2]
         logged = [json.loads(line) for line in (workspace["root"] / kind / "metrics.jsonl").read_text().splitlines()]
         assert [entry["step"] for entry in logged if "loss" in entry] == [2, 4]
+        card = (workspace["root"] / kind / "README.md").read_text()
+        assert f"base model: `{workspace['base']}`" in card and "None" not in card
+        assert "eval_loss" in card
 
 
 def test_modpo_margins_reach_the_loss_unchanged(workspace, safety_reward_model, monkeypatch):

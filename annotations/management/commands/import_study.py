@@ -1,11 +1,11 @@
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Study
 from annotations.services.comparisons import responses_screen
-from annotations.services.importing import ImportFailed, import_study_file
-from annotations.services.studies import study_create
+from annotations.services.importing import ImportFailed, import_study_file, study_create_and_import
 
 
 class Command(BaseCommand):
@@ -25,16 +25,27 @@ class Command(BaseCommand):
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
         target = Study.objects.filter(slug=study).first()
-        if target is None:
-            if not create:
-                raise CommandError(f"No study {study!r}; pass --create to make it.")
-            target = study_create(slug=study, title=title or study, scale_points=scale, overlap_k=overlap)
-            self.stdout.write(f"Created study {study!r} ({scale}-point scale).")
+        if target is None and not create:
+            raise CommandError(f"No study {study!r}; pass --create to make it.")
         try:
             with file.open("rb") as stream:
-                summary = import_study_file(study=target, stream=stream, filename=str(file))
+                if target is None:
+                    # One transaction for the study and the file: a rejected file leaves no empty study behind.
+                    target, summary = study_create_and_import(
+                        slug=study,
+                        title=title or study,
+                        scale_points=scale,
+                        overlap_k=overlap,
+                        stream=stream,
+                        filename=str(file),
+                    )
+                    self.stdout.write(f"Created study {study!r} ({scale}-point scale).")
+                else:
+                    summary = import_study_file(study=target, stream=stream, filename=str(file))
         except ImportFailed as exc:
             raise CommandError(str(exc)) from None
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
         screening = responses_screen(study=target)
         self.stdout.write(summary.describe())
         if screening.open_hits:

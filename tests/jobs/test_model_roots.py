@@ -1,0 +1,89 @@
+"""Training jobs start only from models inside MODEL_ROOTS, or from a finished job of the same study, and the
+refusal says nothing about what exists on the server's disk. Numeric options are bounded."""
+
+import shutil
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from annotations.models import JobStatus, TrainingJob
+from annotations.services.studies import study_create
+from annotations.services.training_jobs import BASE_MODEL_UNAVAILABLE, training_job_launch
+from tests.jobs.conftest import FAST, make_export
+
+pytestmark = pytest.mark.django_db
+
+
+def launch(study, export, base, **options):
+    return training_job_launch(
+        study=study,
+        export=export,
+        kind="dpo",
+        criterion="empathy",
+        base_model=base,
+        hyperparameters={**FAST, **options},
+        dispatch=False,
+    )
+
+
+def refusal(study, export, base, **options) -> dict[str, list[str]]:
+    with pytest.raises(ValidationError) as caught:
+        launch(study, export, base, **options)
+    assert not TrainingJob.objects.exists()
+    return caught.value.message_dict
+
+
+@pytest.fixture
+def model_root(settings, tmp_path, tiny_assets):
+    """A model root holding a copy of the tiny base model, and a real model directory outside every root."""
+    root = tmp_path / "models"
+    shutil.copytree(tiny_assets["base"], root / "tiny")
+    outside = tmp_path / "elsewhere" / "tiny"
+    shutil.copytree(tiny_assets["base"], outside)
+    settings.MODEL_ROOTS = [root]
+    return root, outside
+
+
+def test_a_model_inside_a_root_is_accepted_by_path_or_by_name(study, export, model_root):
+    root, _ = model_root
+    assert launch(study, export, str(root / "tiny")).base_model == str((root / "tiny").resolve())
+    assert launch(study, export, "tiny").base_model == str((root / "tiny").resolve())
+
+
+def test_missing_and_outside_models_get_the_same_answer(study, export, model_root, tmp_path):
+    root, outside = model_root
+    (root / "escape").symlink_to(outside)
+    answers = {
+        base: refusal(study, export, base)["base_model"]
+        for base in (str(outside), "/etc", str(root / "absent"), "../elsewhere/tiny", "escape", "/nowhere/model")
+    }
+    assert set(map(tuple, answers.values())) == {(BASE_MODEL_UNAVAILABLE,)}
+    assert not any(str(tmp_path) in message for messages in answers.values() for message in messages)
+
+
+def test_a_job_may_start_from_a_finished_job_of_its_own_study_only(
+    researcher, study, export, model_root, settings, tiny_assets
+):
+    root, _ = model_root
+    other = study_create(slug="elsewhere", title="Another study", owner=researcher)
+    other_export = make_export(other, tiny_assets["snapshot"])
+    settings.MODEL_ROOTS = [root, settings.ARTIFACTS_ROOT.parent]  # a root that also holds the artifacts
+    own = launch(study, export, "tiny")
+    foreign = launch(other, other_export, "tiny")
+    for job in (own, foreign):
+        shutil.copytree(root / "tiny", f"{job.artifacts_path}/model")
+    TrainingJob.objects.update(status=JobStatus.SUCCEEDED)
+
+    assert launch(study, export, f"{own.artifacts_path}/model").base_model.endswith("/model")
+    with pytest.raises(ValidationError) as caught:
+        launch(study, export, f"{foreign.artifacts_path}/model")
+    assert caught.value.message_dict["base_model"] == [BASE_MODEL_UNAVAILABLE]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("max_steps", 10**7), ("batch_size", 10**6), ("max_length", 10**9), ("seed", -1), ("max_steps", "9" * 5000)],
+)
+def test_training_options_out_of_bounds_are_refused_naming_the_option(study, export, model_root, option, value):
+    errors = refusal(study, export, "tiny", **{option: value})
+    assert option in errors
