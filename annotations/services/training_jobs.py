@@ -281,6 +281,23 @@ def base_model_resolve(*, base_model: str, study: Study) -> str | None:
     return None
 
 
+def base_models_available(*, limit: int = 200) -> list[str]:
+    """Model directories (holding a config.json) directly inside the configured MODEL_ROOTS, or one level
+    below (organisation/model), by name relative to their root: what the training form offers."""
+    found: list[str] = []
+    for root in settings.MODEL_ROOTS:
+        root_path = Path(root)
+        if not root_path.is_dir():
+            continue
+        for config in sorted([*root_path.glob("*/config.json"), *root_path.glob("*/*/config.json")]):
+            name = str(config.parent.relative_to(root_path))
+            if name not in found:
+                found.append(name)
+            if len(found) >= limit:
+                return found
+    return found
+
+
 def _input_problems(
     *, kind: str, study: Study, inputs: list[TrainingJob], criterion: str, weights: dict[str, float]
 ) -> dict[str, str]:

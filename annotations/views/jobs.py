@@ -17,6 +17,7 @@ from annotations.services.audit import audit_download
 from annotations.services.studies import study_criteria
 from annotations.services.training_jobs import (
     OPTION_DEFAULTS,
+    base_models_available,
     training_job_artifacts_zip,
     training_job_cancel,
     training_job_for_study,
@@ -119,6 +120,7 @@ def job_list(request: HttpRequest, slug: str) -> HttpResponse:
         "finished_jobs": training_jobs_for_study(study=study).filter(status=JobStatus.SUCCEEDED),
         "criteria": study_criteria(study),
         "kinds": TrainingJob.Kind.choices,
+        "base_models": base_models_available(),
         "defaults": OPTION_DEFAULTS,
         "form": request.POST if request.method == "POST" else {},
         "errors": errors,

@@ -87,3 +87,15 @@ def test_a_job_may_start_from_a_finished_job_of_its_own_study_only(
 def test_training_options_out_of_bounds_are_refused_naming_the_option(study, export, model_root, option, value):
     errors = refusal(study, export, "tiny", **{option: value})
     assert option in errors
+
+
+def test_the_launch_form_offers_the_models_in_the_roots_and_launches_one_by_name(
+    client, researcher, study, export, model_root
+):
+    from django.urls import reverse
+
+    client.force_login(researcher)
+    page = client.get(reverse("job-list", args=[study.slug])).content.decode()
+    assert '<select id="base_model" name="base_model"' in page and '<option value="tiny"' in page
+    job = launch(study, export, "tiny")
+    assert job.base_model.endswith("/models/tiny")
