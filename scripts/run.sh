@@ -16,6 +16,7 @@ export ALLOWED_HOSTS="${ALLOWED_HOSTS:-127.0.0.1,localhost}" SECURE_SSL_REDIRECT
 PY=.venv/bin/python
 $PY manage.py migrate --noinput
 $PY manage.py demo_setup
+$PY manage.py collectstatic --noinput -v 0  # whitenoise serves them from var/static
 $PY -m celery -A evalplatform worker -Q default,gpu --concurrency 1 --pool solo --loglevel INFO \
   -B --schedule var/celerybeat-schedule \
   > var/worker.log 2>&1 &
