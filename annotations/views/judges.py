@@ -129,7 +129,8 @@ def judge_detail(request: HttpRequest, slug: str, judge_id: int) -> HttpResponse
     if judge.kind == Judge.Kind.REWARD_MODEL:
         ids = judge.config.get("reward_jobs", {})
         jobs = {job.pk: job for job in TrainingJob.objects.filter(pk__in=ids.values())}
-        reward_jobs = {key: jobs.get(pk) for key, pk in ids.items()}
+        titles = {c.key: c.title for c in study_criteria(study)}
+        reward_jobs = {titles.get(key, key): jobs.get(pk) for key, pk in ids.items()}
     context = {
         "study": study,
         "judge": judge,
@@ -171,13 +172,17 @@ def judge_run_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> H
     study = study_for(request, slug)
     run = _run_or_404(study, public_id)
     failures = run.judgment_calls.filter(status="failed").order_by("id")[:20]
+    titles = {c.key: c.title for c in study_criteria(study)}
     context = {
         "study": study,
         "run": run,
         "judge": run.judge,
         "finished": run.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
         "failures": failures,
-        "calibration": (run.result or {}).get("calibration", {}),
+        "calibration": [
+            (titles.get(key, key), figures) for key, figures in ((run.result or {}).get("calibration") or {}).items()
+        ],
+        "criterion_titles": [c.title for c in study_criteria(study) if c.key in run.criterion_keys],
     }
     return render(request, "judges/run.html", context)
 

@@ -66,6 +66,8 @@ def test_a_researcher_adds_a_judge_runs_it_and_reads_it_in_the_report(
     expect(judge_table).to_contain_text("local-judge")
     expect(page.locator("tr.judge-quality-position-swap").first).to_contain_text("100")
     page.screenshot(path=str(ARTIFACTS / "judge-report-desktop.png"), full_page=False)
+    judge_table.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "judge-report-quality.png"), full_page=False)
 
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, bypass_csp=True)
     phone.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
