@@ -5,6 +5,7 @@ from annotations.models.jobs import JobStatus, PreferenceExport, ReportSnapshot,
 from annotations.models.judging import GenerationRun, JudgeRun, JudgeTemplate, JudgmentCall
 from annotations.models.rating import Assignment, Judge, Judgment, Rater, Rating
 from annotations.models.study import SCALE_CHOICES, Criterion, Study, StudyCriterion, StudyMembership
+from annotations.models.survey import Survey, SurveyResponse, WeightSet
 
 __all__ = [
     "SCALE_CHOICES",
@@ -33,7 +34,10 @@ __all__ = [
     "Study",
     "StudyCriterion",
     "StudyMembership",
+    "Survey",
+    "SurveyResponse",
     "System",
     "TrainingJob",
     "TrainingMetric",
+    "WeightSet",
 ]

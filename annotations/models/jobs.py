@@ -56,6 +56,9 @@ class TrainingJob(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     criterion_key = models.CharField(max_length=64, blank=True)
     weights = models.JSONField(default=dict, blank=True)
+    weight_set = models.ForeignKey(
+        "annotations.WeightSet", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs"
+    )
     base_model = models.CharField(max_length=500, blank=True)
     hyperparameters = models.JSONField(default=dict, blank=True)
     inputs = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="used_by")
