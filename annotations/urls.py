@@ -1,6 +1,18 @@
 """HTML pages: one module per area, each with its own urlpatterns."""
 
-from annotations.views import accounts, exports, generation, jobs, judges, reports, studies, study_progress, workspace
+from annotations.views import (
+    accounts,
+    exports,
+    generation,
+    items,
+    jobs,
+    judges,
+    reports,
+    studies,
+    study_progress,
+    surveys,
+    workspace,
+)
 
 urlpatterns = [
     *studies.urlpatterns,
@@ -12,4 +24,6 @@ urlpatterns = [
     *exports.urlpatterns,
     *judges.urlpatterns,
     *generation.urlpatterns,
+    *items.urlpatterns,
+    *surveys.urlpatterns,
 ]

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from annotations.api.errors import api_validation_error
 from annotations.api.studies import api_study
 from annotations.models import PreferenceExport, Study, TrainingJob
+from annotations.models.survey import WeightSet
 from annotations.services.training_jobs import (
     training_job_cancel,
     training_job_for_study,
@@ -26,6 +27,7 @@ from annotations.services.training_jobs import (
     training_job_register_system,
     training_jobs_for_study,
 )
+from annotations.training.spec import heldout_figures
 
 
 def _api_job(study: Study, public_id: uuid.UUID) -> TrainingJob:
@@ -56,6 +58,10 @@ class JobOutput(serializers.Serializer):
 
 class JobDetailOutput(JobOutput):
     lineage = serializers.DictField()
+    heldout = serializers.DictField(
+        help_text="Held-out figures by criterion from the export's test split: accuracy, margin, loss, n "
+        "(reward: its criterion; DPO and MODPO: every criterion; SFT: loss)"
+    )
 
 
 class JobLaunchInput(serializers.Serializer):
@@ -66,6 +72,9 @@ class JobLaunchInput(serializers.Serializer):
     weights = serializers.DictField(child=serializers.FloatField(), required=False, default=dict)
     hyperparameters = serializers.DictField(required=False, default=dict, help_text="TrainingSpec options")
     inputs = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
+    weight_set = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="id of a weight set of the study, instead of weights"
+    )
 
 
 class JobListCreateApi(APIView):
@@ -88,6 +97,11 @@ class JobListCreateApi(APIView):
         inputs = list(TrainingJob.objects.filter(study=study, public_id__in=values["inputs"]))
         if len(inputs) != len(set(values["inputs"])):
             raise ValidationError({"inputs": ["No such job in this study."]})
+        weight_set = None
+        if values["weight_set"] is not None:
+            weight_set = WeightSet.objects.filter(study=study, pk=values["weight_set"]).first()
+            if weight_set is None:
+                raise ValidationError({"weight_set": ["No such weight set in this study."]})
         try:
             job = training_job_launch(
                 study=study,
@@ -99,6 +113,7 @@ class JobListCreateApi(APIView):
                 hyperparameters=values["hyperparameters"],
                 inputs=inputs,
                 actor=request.user,
+                weight_set=weight_set,
             )
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from None
@@ -111,7 +126,8 @@ class JobDetailApi(APIView):
     @extend_schema(responses=JobDetailOutput)
     def get(self, request: Request, slug: str, public_id: uuid.UUID) -> Response:
         job = _api_job(api_study(request, slug), public_id)
-        return Response({**training_job_progress(job), "lineage": training_job_lineage(job)})
+        heldout = heldout_figures((job.result or {}).get("metrics") or {})
+        return Response({**training_job_progress(job), "lineage": training_job_lineage(job), "heldout": heldout})
 
 
 class MetricOutput(serializers.Serializer):

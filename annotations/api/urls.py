@@ -4,10 +4,12 @@ from annotations.api import (
     accounts,
     exports,
     generation,
+    items,
     jobs,
     judges,
     reports,
     studies,
+    surveys,
     workspace,
 )
 
@@ -20,4 +22,6 @@ urlpatterns = [
     *exports.urlpatterns,
     *judges.urlpatterns,
     *generation.urlpatterns,
+    *items.urlpatterns,
+    *surveys.urlpatterns,
 ]

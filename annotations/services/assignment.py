@@ -32,7 +32,7 @@ from itertools import combinations
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from annotations.models import Assignment, Comparison, Rater, Rating, Study, StudyMembership
@@ -401,6 +401,44 @@ def assignment_skip(*, assignment: Assignment, rater: Rater, reason: str) -> Ass
     return locked
 
 
+@transaction.atomic
+def assignment_take_back(*, assignment: Assignment, rater: Rater, now: datetime | None = None) -> Assignment:
+    """Undo a skip while the study is open: the pair is leased to this rater again, if its place is still free.
+
+    The skip gave the place back to the pool, so another clinician may have filled it since; the conditional
+    update claims the place only while the comparison is below k, like a fresh claim does."""
+    now = now or timezone.now()
+    locked = (
+        Assignment.objects.select_for_update(of=("self",)).select_related("study").get(pk=assignment.pk, rater=rater)
+    )
+    study = locked.study
+    if locked.status != Assignment.Status.SKIPPED:
+        return locked  # a repeated click, or never skipped
+    if study.status != Study.Status.OPEN:
+        raise ValidationError("The study is closed, so skipped pairs can no longer be taken back.", code="study_closed")
+    if locked.purpose in COUNTED_PURPOSES:
+        claimed = Comparison.objects.filter(
+            pk=locked.comparison_id, excluded=False, active_assignments__lt=study.overlap_k
+        ).update(active_assignments=F("active_assignments") + 1)
+        if claimed != 1:
+            raise ValidationError(
+                "Other clinicians have already rated this pair in your place, so it cannot be taken back.",
+                code="place_taken",
+            )
+    locked.status = Assignment.Status.LEASED
+    locked.leased_until = now + timedelta(minutes=study.lease_minutes)
+    locked.save(update_fields=["status", "leased_until"])
+    audit_record(
+        actor=rater.user if rater.user_id else None,
+        actor_label=rater.label,
+        action="assignment.take_back",
+        study=study,
+        obj=locked,
+        data={"skip_reason": locked.skip_reason},
+    )
+    return locked
+
+
 # ---- reads for the researcher's progress page -------------------------------------------------
 
 
@@ -443,6 +481,51 @@ def fair_share(*, comparisons: int, overlap_k: int, clinicians: int) -> int:
     if clinicians <= 0:
         return 0
     return min(comparisons, math.ceil(comparisons * min(overlap_k, clinicians) / clinicians))
+
+
+@dataclass(frozen=True)
+class RaterProgress:
+    """Where a clinician stands in a study, for the pair page: "pair n of N", what is left, time today."""
+
+    done: int  # submitted rating and gold pairs (calibration is practice, not counted)
+    target: int  # their quota, else their fair share of the study
+    seconds_today: float  # active time on pairs submitted today, in any study
+
+    @property
+    def remaining(self) -> int:
+        return max(self.target - self.done, 0)
+
+
+def rater_progress(*, study: Study, rater: Rater, now: datetime | None = None) -> RaterProgress:
+    """Three queries whatever the study's size: the rater's own counts, the quota, and the pool for the fair share."""
+    now = now or timezone.now()
+    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    submitted = Q(status=Assignment.Status.SUBMITTED)
+    mine = Assignment.objects.filter(rater=rater).aggregate(
+        done=Count("id", filter=submitted & Q(study=study) & ~Q(purpose=Assignment.Purpose.CALIBRATION)),
+        seconds_today=Sum("active_seconds", filter=submitted & Q(submitted_at__gte=today), default=0.0),
+    )
+    target = rater_quota(study=study, rater=rater)
+    if target is None:
+
+        def counted(queryset) -> Subquery:
+            return Subquery(queryset.filter(study=OuterRef("pk")).values("study").annotate(n=Count("id")).values("n"))
+
+        pool = (
+            Study.objects.filter(pk=study.pk)
+            .annotate(
+                n_comparisons=counted(Comparison.objects.filter(excluded=False, is_gold=False)),
+                n_clinicians=counted(StudyMembership.objects.filter(role=StudyMembership.Role.CLINICIAN)),
+            )
+            .values("n_comparisons", "n_clinicians")
+            .get()
+        )
+        target = fair_share(
+            comparisons=pool["n_comparisons"] or 0, overlap_k=study.overlap_k, clinicians=pool["n_clinicians"] or 0
+        )
+    return RaterProgress(
+        done=mine["done"], target=max(target, mine["done"]), seconds_today=float(mine["seconds_today"])
+    )
 
 
 WORKSPACE_SETTINGS = (

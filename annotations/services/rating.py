@@ -498,3 +498,67 @@ def pair_for_rater(*, assignment: Assignment, criteria: list[Criterion] | None =
         "total_seconds": assignment.total_seconds,
         "active_seconds": assignment.active_seconds,
     }
+
+
+def _opening(messages: list[dict], length: int = 140) -> str:
+    """The opening of the help-seeker's latest message: enough to recognise a pair in a list."""
+    text = next((m.get("content", "") for m in reversed(messages or []) if m.get("role") == "user"), "")
+    text = " ".join(str(text).split())
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"
+
+
+def my_pairs_for_rater(*, study: Study, rater: Rater, limit: int = 500) -> dict[str, list[dict[str, Any]]]:
+    """The rater's submitted pairs (newest first, answers in the orientation they saw) and skipped pairs with
+    their reasons. Three queries whatever the length: criteria, assignments with prompts, their ratings."""
+    criteria = criteria_in_page_order(study)
+    labels = {o["value"]: o["label"] for o in scale_options(study.scale_points)}
+    assignments = list(
+        Assignment.objects.filter(
+            study=study,
+            rater=rater,
+            status__in=(Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED),
+        )
+        .exclude(purpose=Assignment.Purpose.CALIBRATION)
+        .select_related("comparison__prompt")
+        .only(
+            "public_id",
+            "status",
+            "submitted_at",
+            "created_at",
+            "both_unacceptable",
+            "skip_reason",
+            "left_is_first",
+            "comparison__prompt__messages",
+        )
+        .order_by("-submitted_at", "-created_at")[:limit]
+    )
+    values: dict[int, dict[int, int]] = {}
+    submitted_ids = [a.pk for a in assignments if a.status == Assignment.Status.SUBMITTED]
+    for assignment_id, criterion_id, value in Rating.objects.filter(assignment_id__in=submitted_ids).values_list(
+        "assignment_id", "criterion_id", "value"
+    ):
+        values.setdefault(assignment_id, {})[criterion_id] = value
+    submitted, skipped = [], []
+    for assignment in assignments:
+        row = {
+            "public_id": assignment.public_id,
+            "opening": _opening(assignment.comparison.prompt.messages),
+            "submitted_at": assignment.submitted_at,
+            "both_unacceptable": assignment.both_unacceptable,
+            "skip_reason": assignment.skip_reason,
+        }
+        if assignment.status == Assignment.Status.SKIPPED:
+            skipped.append(row)
+            continue
+        mine = values.get(assignment.pk, {})
+        row["answers"] = [
+            {
+                "title": c.title,
+                "label": labels.get(to_canonical(mine[c.pk], left_is_first=assignment.left_is_first), "")
+                if c.pk in mine
+                else "",
+            }
+            for c in criteria
+        ]
+        submitted.append(row)
+    return {"submitted": submitted, "skipped": skipped}

@@ -37,6 +37,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from annotations.models import JobStatus, PreferenceExport, Prompt, Study, System, TrainingJob, TrainingMetric
+from annotations.models.survey import WeightSet
 from annotations.services.audit import audit_record
 from annotations.services.exports import export_prompt_ids
 from annotations.services.job_state import job_cancel, log_line
@@ -170,6 +171,7 @@ def training_job_launch(
     inputs: Iterable[TrainingJob] = (),
     actor: AbstractBaseUser | None = None,
     dispatch: bool = True,
+    weight_set: WeightSet | None = None,
 ) -> TrainingJob:
     """Validate and queue a training job; the task is sent after commit.
 
@@ -179,12 +181,20 @@ def training_job_launch(
     when omitted). The base model (and every input's output) must load offline: validate_spec runs
     here, in the web process, so a job that cannot start is refused before it is queued.
     Raises ValidationError with field errors. dispatch=False leaves it queued without a message.
+    `weight_set` (a WeightSet of the study, e.g. derived from a patient survey) gives the weights instead:
+    a MODPO job takes them as they are; a merge weights each input job by its criterion's weight.
     """
     inputs = list(inputs)
     weights = dict(weights or {})
     errors: dict[str, str] = {}
     if kind not in Kind.values:
         raise ValidationError({"kind": [f"Unknown kind {kind!r}; expected one of {', '.join(Kind.values)}."]})
+    if weight_set is not None and weights:
+        errors["weight_set"] = "Give the weights or a weight set, not both."
+    elif weight_set is not None:
+        weights, weight_set_error = _weights_from_set(weight_set=weight_set, study=study, kind=kind, inputs=inputs)
+        if weight_set_error:
+            errors["weight_set"] = weight_set_error
     options = training_options_parse(hyperparameters or {})
     resolved_base = base_model_resolve(base_model=base_model, study=study)
     if resolved_base is None:
@@ -224,6 +234,7 @@ def training_job_launch(
         kind=kind,
         criterion_key=criterion,
         weights=weights,
+        weight_set=weight_set,
         base_model=base_model,
         hyperparameters=options,
         created_by=actor if actor is not None and actor.is_authenticated else None,
@@ -237,11 +248,37 @@ def training_job_launch(
             action="training_job.launch",
             study=study,
             obj=job,
-            data={"kind": kind, "criterion": criterion, "export": str(export.public_id) if export else None},
+            data={
+                "kind": kind,
+                "criterion": criterion,
+                "export": str(export.public_id) if export else None,
+                "weight_set": weight_set.name if weight_set is not None else None,
+            },
         )
         if dispatch:
             _dispatch(job.pk)
     return job
+
+
+def _weights_from_set(
+    *, weight_set: WeightSet, study: Study, kind: str, inputs: list[TrainingJob]
+) -> tuple[dict[str, float], str]:
+    """The job's weights from a weight set, or an error: MODPO takes the criterion weights as they are; a merge
+    weights each input by its criterion's weight (renormalised over the inputs)."""
+    if weight_set.study_id != study.pk:
+        return {}, "That weight set belongs to another study."
+    if kind == Kind.MODPO:
+        return dict(weight_set.weights), ""
+    if kind == Kind.MERGE:
+        missing = [str(job.public_id) for job in inputs if job.criterion_key not in weight_set.weights]
+        if missing:
+            return {}, "Every input job must be trained on a criterion of the weight set."
+        by_job = {str(job.public_id): float(weight_set.weights[job.criterion_key]) for job in inputs}
+        total = sum(by_job.values())
+        if total <= 0:
+            return {}, "The weight set gives the input jobs' criteria no weight."
+        return {key: value / total for key, value in by_job.items()}, ""
+    return {}, "Only MODPO and merge jobs take a weight set."
 
 
 # One answer for a name that does not exist and one outside the allowed places: the form must not become a way
@@ -699,6 +736,15 @@ def training_job_lineage(job: TrainingJob) -> dict[str, Any]:
         },
         "study": {"slug": job.study.slug, "title": job.study.title},
         "agreement": manifest.get("agreement") or {},
+        "weight_set": None
+        if job.weight_set is None
+        else {
+            "id": job.weight_set.pk,
+            "name": job.weight_set.name,
+            "method": job.weight_set.method,
+            "weights": job.weight_set.weights,
+            "derivation": job.weight_set.derivation,
+        },
     }
 
 

@@ -2,7 +2,7 @@
 
 Every format gives the same pair shape for one criterion:
 {"comparison_id", "prompt": [messages], "chosen": [message], "rejected": [message]} plus "margin"
-when a reward-format row has one. Multi-objective rows become pairs where the criterion's
+when the row has one (reward format; a multi-objective label's strength margin). Multi-objective rows become pairs where the criterion's
 preferred label is "a" or "b"; ties and unlabelled rows are left out.
 """
 
@@ -67,12 +67,13 @@ def pairs_from_multi_objective(rows: list[dict[str, Any]], criterion: str) -> li
         if preferred not in ("a", "b"):
             continue
         other = "b" if preferred == "a" else "a"
-        pairs.append(
-            {
-                "comparison_id": row["comparison_id"],
-                "prompt": row["prompt"],
-                "chosen": row[f"response_{preferred}"],
-                "rejected": row[f"response_{other}"],
-            }
-        )
+        pair = {
+            "comparison_id": row["comparison_id"],
+            "prompt": row["prompt"],
+            "chosen": row[f"response_{preferred}"],
+            "rejected": row[f"response_{other}"],
+        }
+        if label.get("margin") is not None:
+            pair["margin"] = float(label["margin"])
+        pairs.append(pair)
     return pairs

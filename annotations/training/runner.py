@@ -12,6 +12,7 @@ Output directory layout (also the Trainer's output_dir, so checkpoints land ther
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 from annotations.training.data import preference_pairs
-from annotations.training.spec import TrainingResult, TrainingSpec, read_manifest, validate_spec
+from annotations.training.spec import TrainingResult, TrainingSpec, heldout_key, read_manifest, validate_spec
 
 ShouldStop = Callable[[], bool]
 Report = Callable[[int, int, float, dict[str, float]], None]
@@ -114,7 +115,8 @@ def _train(
 
     set_seed(spec.seed)
     train_pairs = preference_pairs(dataset_dir, spec.criterion, "train")
-    test_pairs = preference_pairs(dataset_dir, spec.criterion, "test")
+    heldout_pairs = heldout_pairs_by_criterion(dataset_dir)
+    test_pairs = heldout_pairs.get(spec.criterion) or []
     if not train_pairs:
         raise ValueError(f"no training pairs for criterion {spec.criterion!r} in {dataset_dir}")
     control = _control_callback(should_stop, report, output_dir / METRICS_FILE)
@@ -129,7 +131,8 @@ def _train(
         return TrainingResult("stopped", str(output_dir), state.global_step, state.max_steps, resumed_from_step, {})
 
     trainer.save_model(str(output_dir))
-    metrics = evaluate(trainer) if test_pairs else {}  # also logged, so reported and recorded
+    # Also logged, so reported and recorded. DPO and MODPO are scored on every criterion's test pairs.
+    metrics = evaluate(trainer, heldout_pairs) if any(heldout_pairs.values()) else {}
     for checkpoint in output_dir.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
     result = TrainingResult(
@@ -295,28 +298,45 @@ def _build_reward_trainer(spec, train_pairs, test_pairs, output_dir, control):
     trainer = RewardTrainer(
         model=model,
         args=args,
-        train_dataset=_dataset(train_pairs, columns),
+        train_dataset=_dataset(reward_training_rows(spec, train_pairs), columns),
         processing_class=tokenizer,
         callbacks=[control],
         peft_config=_lora_config(spec, "SEQ_CLS"),
     )
 
-    def evaluate(trainer: Any) -> dict[str, float]:
+    def evaluate(trainer: Any, heldout_pairs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+        if not test_pairs:
+            return {}
         model = trainer.model
         model.eval()
         chosen, rejected = score_pairs(
             model, tokenizer, test_pairs, max_length=spec.max_length, batch_size=spec.batch_size * 2
         )
         margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
+        accuracy = pairwise_accuracy(chosen, rejected)
         metrics = {
-            "eval_pairwise_accuracy": pairwise_accuracy(chosen, rejected),
+            "eval_pairwise_accuracy": accuracy,
             "eval_mean_margin": sum(margins) / len(margins),
             "eval_pairs": float(len(margins)),
+            heldout_key(spec.criterion, "accuracy"): accuracy,
+            heldout_key(spec.criterion, "n"): float(len(margins)),
         }
         trainer.log(dict(metrics))
         return metrics
 
     return trainer, evaluate
+
+
+def reward_training_rows(spec: TrainingSpec, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reward trainer's rows: TRL subtracts the "margin" column inside the Bradley-Terry loss, so a pair
+    with a strong preference must be won by more. With spec.reward_margins off every margin is 0 (plain
+    Bradley-Terry), so whether margins were used is the job's recorded choice, not the export format's."""
+    if spec.reward_margins:
+        missing = [pair["comparison_id"] for pair in pairs if pair.get("margin") is None]
+        if missing:
+            raise ValueError(f"reward margins asked for, but {len(missing)} pairs have none (first: {missing[0]})")
+        return [{**pair, "margin": float(pair["margin"])} for pair in pairs]
+    return [{**pair, "margin": 0.0} for pair in pairs]
 
 
 def _build_dpo_trainer(spec, train_pairs, test_pairs, output_dir, control):
@@ -360,8 +380,11 @@ def _build_dpo_trainer(spec, train_pairs, test_pairs, output_dir, control):
         **extra,
     )
 
-    def evaluate(trainer: Any) -> dict[str, float]:
-        return _numbers(trainer.evaluate())
+    def evaluate(trainer: Any, heldout_pairs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+        metrics = _numbers(trainer.evaluate()) if test_pairs else {}
+        heldout = implicit_reward_heldout(trainer, spec, heldout_pairs)
+        trainer.log(dict(heldout))
+        return {**metrics, **heldout}
 
     return trainer, evaluate
 
@@ -390,10 +413,94 @@ def _build_sft_trainer(spec, train_pairs, test_pairs, output_dir, control):
         peft_config=_lora_config(spec, "CAUSAL_LM"),
     )
 
-    def evaluate(trainer: Any) -> dict[str, float]:
-        return _numbers(trainer.evaluate())
+    def evaluate(trainer: Any, heldout_pairs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+        if not test_pairs:
+            return {}
+        metrics = _numbers(trainer.evaluate())
+        if "eval_loss" in metrics:
+            metrics[heldout_key(spec.criterion, "loss")] = metrics["eval_loss"]
+            metrics[heldout_key(spec.criterion, "n")] = float(len(test_pairs))
+        return metrics
 
     return trainer, evaluate
+
+
+# ---- held-out evaluation ------------------------------------------------------------------------
+
+
+def heldout_pairs_by_criterion(dataset_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """The test pairs of every criterion in the snapshot (clinicians' held-out judgments), by criterion."""
+    manifest = read_manifest(dataset_dir)
+    if "test" not in (manifest.get("splits") or []):
+        return {}
+    return {criterion: preference_pairs(dataset_dir, criterion, "test") for criterion in manifest.get("criteria") or []}
+
+
+def implicit_reward_heldout(
+    trainer: Any, spec: TrainingSpec, pairs_by_criterion: dict[str, list[dict[str, Any]]]
+) -> dict[str, float]:
+    """Per criterion, the share of test pairs whose implicit reward beta * (logratio(chosen) - logratio(rejected))
+    is positive, their number and the mean reward margin. Every criterion of the export, not only the trained one:
+    a policy trained on empathy alone may lose safety, and this is where that shows."""
+    reference = _heldout_reference(trainer, spec)
+    metrics: dict[str, float] = {}
+    for criterion, pairs in sorted(pairs_by_criterion.items()):
+        if not pairs:
+            continue
+        margins = implicit_reward_margins(trainer, reference, pairs, beta=spec.beta)
+        metrics[heldout_key(criterion, "accuracy")] = sum(1 for m in margins if m > 0) / len(margins)
+        metrics[heldout_key(criterion, "margin")] = sum(margins) / len(margins)
+        metrics[heldout_key(criterion, "n")] = float(len(margins))
+    return metrics
+
+
+def _heldout_reference(trainer: Any, spec: TrainingSpec) -> Any:
+    """The reference model for the implicit reward. LoRA: the policy with its
+    adapter disabled (compute_ref_log_probs does that when given the policy). A full fine-tune keeps a reference
+    model unless its reference log-probs were precomputed; then the base model is loaded again."""
+    from peft import PeftModel
+
+    if trainer.ref_model is not None:
+        return trainer.ref_model
+    if isinstance(trainer.accelerator.unwrap_model(trainer.model), PeftModel):
+        return trainer.model
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    reference = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=_model_dtype(spec), local_files_only=True)
+    reference.to(trainer.accelerator.device).eval()
+    add_fused_lm_head(reference)
+    return reference
+
+
+@torch.no_grad()
+def implicit_reward_margins(trainer: Any, reference: Any, pairs: list[dict[str, Any]], *, beta: float) -> list[float]:
+    """beta * ((logp(chosen) - logp_ref(chosen)) - (logp(rejected) - logp_ref(rejected))) of each pair, in order:
+    tokenized and collated by the trainer itself (so exactly as in training), batched, without gradients."""
+    from datasets import Dataset
+
+    from annotations.training.modpo import MARGIN_COLUMN, MODPOTrainer
+
+    rows = [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    if isinstance(trainer, MODPOTrainer):
+        rows = [{**row, MARGIN_COLUMN: 0.0} for row in rows]  # its collator needs the column; unused here
+    dataset = trainer._prepare_dataset(Dataset.from_list(rows), trainer.processing_class, trainer.args, "heldout")
+    model = trainer.model
+    model.eval()
+    skipped = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", MARGIN_COLUMN}
+    margins: list[float] = []
+    for batch in trainer.get_eval_dataloader(dataset):  # sequential: batches keep the pairs' order
+        inputs = trainer._prepare_inputs(batch)
+        model_kwargs = {key: value for key, value in inputs.items() if key not in skipped}
+        labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+        seq_len = inputs["completion_mask"].size(1) - 1
+        with trainer.accelerator.autocast():
+            logps = model(**model_kwargs, use_cache=False, labels=labels, fused_lm_head=True).log_probs
+        chosen_logps, rejected_logps = logps[:, -seq_len:].float().sum(dim=1).chunk(2, dim=0)
+        ref_chosen, ref_rejected = trainer.compute_ref_log_probs(reference, inputs)
+        rewards = beta * ((chosen_logps - ref_chosen.float()) - (rejected_logps - ref_rejected.float()))
+        margins.extend(rewards.cpu().tolist())
+    return margins
 
 
 def with_modpo_margins(spec: TrainingSpec, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -450,8 +557,10 @@ def _write_config(spec: TrainingSpec, output_dir: Path, dataset_dir: str | Path 
 
     config_path = output_dir / CONFIG_FILE
     if config_path.is_file():
-        previous = json.loads(config_path.read_text(encoding="utf-8")).get("spec")
-        if previous != spec.to_dict():
+        previous = json.loads(config_path.read_text(encoding="utf-8")).get("spec") or {}
+        # An option added after the run started (reward_margins) takes its default, so the run still resumes.
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainingSpec) if f.default is not dataclasses.MISSING}
+        if {**defaults, **previous} != spec.to_dict():
             raise ValueError(f"{output_dir} holds a run of another spec; use a fresh output directory")
         return
     config = {

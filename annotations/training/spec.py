@@ -14,6 +14,7 @@ KINDS = ("reward", "dpo", "modpo", "sft", "merge")
 KINDS_NEEDING_DATA = ("reward", "dpo", "modpo", "sft")
 PRECISIONS = ("auto", "bf16", "fp32")
 SNAPSHOT_FORMATS = ("trl-dpo", "reward", "multi-objective")
+FORMATS_WITH_MARGINS = ("reward", "multi-objective")  # rows carry the strength-weighted margin of their label
 WEIGHT_SUM_TOLERANCE = 1e-6
 # Upper bounds of the numeric options: far above any run this platform is for, low enough that a typo (or a
 # 5,000-digit number) is refused at launch instead of holding a GPU worker for ever or failing inside it.
@@ -67,6 +68,9 @@ class TrainingSpec:
     batch_size: int = 4
     gradient_accumulation_steps: int = 1
     precompute_ref_log_probs: bool = False
+    # Reward models: train with each pair's strength margin (5- and 7-point scales; TRL's margin column) instead
+    # of a margin of 0. Off by default, so a run says when it used them.
+    reward_margins: bool = False
     seed: int = 0
     logging_steps: int = 5
     save_steps: int = 100
@@ -97,6 +101,28 @@ class TrainingResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+HELDOUT_PREFIX = "heldout/"
+HELDOUT_FIGURES = ("accuracy", "margin", "loss", "n")
+
+
+def heldout_key(criterion: str | None, figure: str) -> str:
+    """The result-metrics key of one held-out figure: heldout/<criterion>/<accuracy|margin|loss|n>."""
+    return f"{HELDOUT_PREFIX}{criterion}/{figure}"
+
+
+def heldout_figures(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A result's held-out figures by criterion, {criterion: {"accuracy": .., "n": ..}}, from its
+    heldout/<criterion>/<figure> metrics (pages and the API read them; no torch needed)."""
+    figures: dict[str, dict[str, float]] = {}
+    for key, value in (metrics or {}).items():
+        if not key.startswith(HELDOUT_PREFIX) or not isinstance(value, int | float):
+            continue
+        criterion, _, figure = key[len(HELDOUT_PREFIX) :].rpartition("/")
+        if criterion and figure in HELDOUT_FIGURES:
+            figures.setdefault(criterion, {})[figure] = float(value)
+    return dict(sorted(figures.items()))
 
 
 class TrainingSpecError(ValueError):
@@ -153,6 +179,8 @@ def validate_spec(spec: TrainingSpec, *, dataset_dir: str | Path | None = None) 
         errors.update(_modpo_problems(spec))
     if spec.kind == "merge":
         errors.update(_merge_problems(spec))
+    if spec.reward_margins and spec.kind != "reward":
+        errors["reward_margins"] = "only reward models train with margins"
     if dataset_dir is not None and spec.kind in KINDS_NEEDING_DATA:
         problem = _dataset_problem(spec, Path(dataset_dir))
         if problem:
@@ -243,4 +271,9 @@ def _dataset_problem(spec: TrainingSpec, dataset_dir: Path) -> str | None:
         return f"criterion {spec.criterion!r} is not in the snapshot (it has {', '.join(criteria)})"
     if "train" not in (manifest.get("splits") or []):
         return "the snapshot has no train split"
+    if spec.reward_margins and manifest["format"] not in FORMATS_WITH_MARGINS:
+        return (
+            f"reward margins need a snapshot that records them ({', '.join(FORMATS_WITH_MARGINS)}); "
+            f"this one is {manifest['format']}"
+        )
     return None

@@ -1,8 +1,10 @@
-"""Training jobs pages: list and launch, a job's page (progress, live loss curve, lineage), cancel,
-artifact download, register as system. Researchers of the study only; everyone else gets 404."""
+"""Training jobs pages: list and launch, a job's page (progress, live loss curve, lineage, held-out figures),
+the study's models page (every job side by side on held-out clinician pairs), cancel, artifact download,
+register as system. Researchers of the study only; everyone else gets 404."""
 
 import json
 import uuid
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,6 +15,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations.models import JobStatus, PreferenceExport, Study, TrainingJob
+from annotations.models.survey import WeightSet
 from annotations.services.audit import audit_download
 from annotations.services.studies import study_criteria
 from annotations.services.training_jobs import (
@@ -27,6 +30,7 @@ from annotations.services.training_jobs import (
     training_job_register_system,
     training_jobs_for_study,
 )
+from annotations.training.spec import heldout_figures
 from annotations.views.common import error_dict, study_for
 
 # The options the launch form shows (the others keep TrainingSpec's defaults; the API takes them all).
@@ -39,6 +43,7 @@ FORM_OPTIONS = (
     "beta",
     "max_length",
     "use_lora",
+    "reward_margins",
     "precision",
     "save_steps",
     "logging_steps",
@@ -85,8 +90,11 @@ def _launch_from_form(request: HttpRequest, study: Study) -> TrainingJob:
     inputs = list(TrainingJob.objects.filter(study=study, public_id__in=input_ids))
     if len(inputs) != len(set(input_ids)):
         raise ValidationError({"inputs": ["No such job in this study."]})
-    options = {name: form.get(name, "") for name in FORM_OPTIONS if name != "use_lora"}
+    checkboxes = ("use_lora", "reward_margins")
+    options = {name: form.get(name, "") for name in FORM_OPTIONS if name not in checkboxes}
     options["use_lora"] = "use_lora" in form
+    if form.get("kind") == TrainingJob.Kind.REWARD:
+        options["reward_margins"] = "reward_margins" in form  # recorded either way: the job says which it did
     return training_job_launch(
         study=study,
         kind=form.get("kind", ""),
@@ -97,7 +105,19 @@ def _launch_from_form(request: HttpRequest, study: Study) -> TrainingJob:
         hyperparameters=options,
         inputs=inputs,
         actor=request.user,
+        weight_set=_weight_set_from_form(form, study),
     )
+
+
+def _weight_set_from_form(form, study: Study) -> WeightSet | None:
+    """The weight set chosen on the form (annotations/services/surveys.py derives them), or None."""
+    chosen = form.get("weight_set", "").strip()
+    if not chosen:
+        return None
+    weight_set = WeightSet.objects.filter(study=study, pk=int(chosen)).first() if chosen.isdigit() else None
+    if weight_set is None:
+        raise ValidationError({"weight_set": ["No such weight set in this study."]})
+    return weight_set
 
 
 @login_required
@@ -119,6 +139,7 @@ def job_list(request: HttpRequest, slug: str) -> HttpResponse:
         "exports": PreferenceExport.objects.filter(study=study, status=JobStatus.SUCCEEDED).order_by("-created_at"),
         "finished_jobs": training_jobs_for_study(study=study).filter(status=JobStatus.SUCCEEDED),
         "criteria": study_criteria(study),
+        "weight_sets": WeightSet.objects.filter(study=study),
         "kinds": TrainingJob.Kind.choices,
         "base_models": base_models_available(),
         "defaults": OPTION_DEFAULTS,
@@ -143,10 +164,73 @@ def job_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> HttpRes
         "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
         "can_download": job.artifacts_path and job.status != JobStatus.QUEUED,
         "systems": job.systems.order_by("name"),
+        "heldout": heldout_figures((job.result or {}).get("metrics") or {}),
+        "reward_margins": job.hyperparameters.get("reward_margins", OPTION_DEFAULTS["reward_margins"]),
         "detail_url": reverse("api-job-detail", kwargs={"slug": study.slug, "public_id": job.public_id}),
         "metrics_url": reverse("api-job-metrics", kwargs={"slug": study.slug, "public_id": job.public_id}),
     }
     return render(request, "jobs/detail.html", context)
+
+
+# Sortable columns of the models page: name -> how to read it from a row (None sorts last).
+MODEL_SORT_KEYS = ("created", "kind", "criterion", "status", "base_model", "export", "loss")
+
+
+def _model_row(job: TrainingJob) -> dict[str, Any]:
+    figures = heldout_figures((job.result or {}).get("metrics") or {})
+    own = figures.get(job.criterion_key, {})
+    return {
+        "job": job,
+        "created": job.created_at,
+        "kind": job.kind,
+        "criterion": job.criterion_key,
+        "status": job.status,
+        "base_model": job.base_model,
+        "export": job.export.created_at if job.export is not None else None,
+        "loss": own.get("loss"),
+        "figures": figures,
+    }
+
+
+def _sort_value(row: dict[str, Any], key: str) -> Any:
+    if key.startswith("accuracy:"):
+        return row["figures"].get(key.split(":", 1)[1], {}).get("accuracy")
+    return row.get(key)
+
+
+@login_required
+@require_GET
+def job_models(request: HttpRequest, slug: str) -> HttpResponse:
+    """Every job of the study side by side: held-out accuracy per criterion (reward models on their criterion,
+    DPO and MODPO's implicit reward on every criterion), SFT's held-out loss, and lineage (export, base model).
+    Sorted by ?sort=<column> (a leading "-" for descending); jobs without the figure come last."""
+    study = study_for(request, slug)
+    jobs = training_jobs_for_study(study=study).select_related("export")
+    rows = [_model_row(job) for job in jobs]
+    scored = {criterion for row in rows for criterion in row["figures"]}
+    in_study_order = [criterion.key for criterion in study_criteria(study) if criterion.key in scored]
+    criteria = in_study_order + sorted(scored - set(in_study_order))
+    sort = request.GET.get("sort", "-created")
+    key = sort.removeprefix("-")
+    if key not in MODEL_SORT_KEYS and not (key.startswith("accuracy:") and key.split(":", 1)[1] in criteria):
+        sort, key = "-created", "created"
+    descending = sort.startswith("-")
+    present = [row for row in rows if _sort_value(row, key) is not None]
+    missing = [row for row in rows if _sort_value(row, key) is None]
+    present.sort(key=lambda row: _sort_value(row, key), reverse=descending)
+    for row in present + missing:
+        row["cells"] = [row["figures"].get(criterion, {}) for criterion in criteria]
+    columns = [(name, name.replace("_", " ")) for name in ("kind", "criterion", "status", "base_model", "export")]
+    context = {
+        "study": study,
+        "rows": present + missing,
+        "criteria": criteria,
+        "columns": columns,
+        "sort": sort,
+        "sort_key": key,
+        "descending": descending,
+    }
+    return render(request, "jobs/models.html", context)
 
 
 @login_required
@@ -193,6 +277,7 @@ def job_artifacts(request: HttpRequest, slug: str, public_id: uuid.UUID) -> File
 
 urlpatterns = [
     path("studies/<slug:slug>/jobs/", job_list, name="job-list"),
+    path("studies/<slug:slug>/jobs/models/", job_models, name="job-models"),
     path("studies/<slug:slug>/jobs/<uuid:public_id>/", job_detail, name="job-detail"),
     path("studies/<slug:slug>/jobs/<uuid:public_id>/cancel", job_cancel, name="job-cancel"),
     path("studies/<slug:slug>/jobs/<uuid:public_id>/register", job_register_system, name="job-register-system"),

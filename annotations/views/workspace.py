@@ -21,12 +21,20 @@ from django.views.decorators.http import require_POST
 
 from annotations.models import Assignment, Comparison, Rater, Study, StudyMembership
 from annotations.permissions import is_clinician
-from annotations.services.assignment import assignment_next, assignment_skip, fair_share, rater_for_user
+from annotations.services.assignment import (
+    assignment_next,
+    assignment_skip,
+    assignment_take_back,
+    fair_share,
+    rater_for_user,
+    rater_progress,
+)
 from annotations.services.rating import (
     RatingInput,
     calibration_feedback,
     criteria_in_page_order,
     draft_save,
+    my_pairs_for_rater,
     pair_for_rater,
     rating_revise,
     rating_submit,
@@ -34,7 +42,7 @@ from annotations.services.rating import (
 )
 from annotations.views.common import error_dict
 
-PAIR_RELATED = ("study", "comparison__prompt", "comparison__response_first", "comparison__response_second")
+PAIR_RELATED = ("study", "rater", "comparison__prompt", "comparison__response_first", "comparison__response_second")
 
 
 def own_assignment(request: HttpRequest, public_id: uuid.UUID, *, with_content: bool = False) -> Assignment:
@@ -98,6 +106,9 @@ def _render_pair(
     if state is not None:
         pair["state"] = state
     values = pair["state"]["values"]
+    study = assignment.study
+    progress = rater_progress(study=study, rater=assignment.rater)
+    revising = assignment.status == Assignment.Status.SUBMITTED
     rationales = pair["state"].get("rationales", {})
     criteria = [
         {
@@ -110,9 +121,13 @@ def _render_pair(
     ]
     context = {
         "pair": pair,
-        "study": assignment.study,
+        "study": study,
         "criteria": criteria,
-        "revising": assignment.status == Assignment.Status.SUBMITTED,
+        "revising": revising,
+        "progress": progress,
+        # Calibration is practice and not counted, so it has no place in "pair n of N".
+        "pair_number": None if revising or pair["calibration"] else min(progress.done + 1, max(progress.target, 1)),
+        "minutes_today": round((progress.seconds_today + (0 if revising else pair["active_seconds"])) / 60),
         "lease_lost": assignment.status == Assignment.Status.EXPIRED,
         "errors": errors or {},
         "error_list": [m for msgs in (errors or {}).values() for m in msgs],
@@ -124,6 +139,9 @@ def _render_pair(
             "total_seconds": pair["total_seconds"],
             "active_seconds": pair["active_seconds"],
             "server_draft": bool(assignment.draft) or state is not None,
+            "rationale_mode": pair["rationale_mode"],
+            "rationale_required": pair["rationale_required"],
+            "rationale_min_length": pair["rationale_min_length"],
         },
     }
     return render(request, "workspace/pair.html", context, status=status)
@@ -213,15 +231,25 @@ def workspace_next(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def workspace_done(request: HttpRequest, slug: str) -> HttpResponse:
-    """The clinician's own submitted pairs in this study, newest first, each open for revision."""
+    """The clinician's own pairs in this study: submitted ones (newest first, open for revision) with the
+    opening of the message, the answers and flags; skipped ones with the reason, to take back while open."""
     study = clinician_study(request, slug)
-    submitted = (
-        Assignment.objects.filter(study=study, rater__user=request.user, status=Assignment.Status.SUBMITTED)
-        .exclude(purpose=Assignment.Purpose.CALIBRATION)
-        .order_by("-submitted_at")
-        .only("public_id", "submitted_at", "both_unacceptable")[:500]
-    )
-    return render(request, "workspace/done.html", {"study": study, "submitted": submitted})
+    rater = Rater.objects.filter(user=request.user).first()
+    pairs = my_pairs_for_rater(study=study, rater=rater) if rater else {"submitted": [], "skipped": []}
+    return render(request, "workspace/done.html", {"study": study, **pairs})
+
+
+@login_required
+@require_POST
+def workspace_take_back(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Undo a skip: the pair is the clinician's again, if its place is still free."""
+    assignment = own_assignment(request, public_id)
+    try:
+        assignment_take_back(assignment=assignment, rater=rater_for_user(user=request.user))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("workspace-done", slug=assignment.study.slug)
+    return redirect("workspace-pair", public_id=assignment.public_id)
 
 
 @login_required
@@ -328,6 +356,7 @@ urlpatterns = [
     path("workspace/pair/<uuid:public_id>/", workspace_pair, name="workspace-pair"),
     path("workspace/pair/<uuid:public_id>/submit", workspace_submit, name="workspace-submit"),
     path("workspace/pair/<uuid:public_id>/skip", workspace_skip, name="workspace-skip"),
+    path("workspace/pair/<uuid:public_id>/take-back", workspace_take_back, name="workspace-take-back"),
     path("workspace/pair/<uuid:public_id>/draft", workspace_draft, name="workspace-draft"),
     path("workspace/pair/<uuid:public_id>/feedback", workspace_feedback, name="workspace-feedback"),
     path("workspace/<slug:slug>/next", workspace_next, name="workspace-next"),

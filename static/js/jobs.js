@@ -4,11 +4,31 @@
   "use strict";
   var POLL_MS = 3000;
   var SVG = "http://www.w3.org/2000/svg";
-  var WIDTH = 640, HEIGHT = 240, PAD = { left: 56, right: 16, top: 12, bottom: 32 };
+  var PAD = { left: 56, right: 16, top: 12, bottom: 32 };
+  var LARGE = { width: 640, height: 240 }, SMALL = { width: 360, height: 200 }; // small: the reward charts, side by side
   var SERIES = [
     { key: "loss", label: "train loss", color: "#2458c6" },
     { key: "eval_loss", label: "held-out loss", color: "#c0392b" },
   ];
+  // Reward accuracy and margin beside the loss. DPO and MODPO log the implicit reward (rewards/*), reward models
+  // their own accuracy and margin; SFT and merges have no reward, so their charts say why they stay empty.
+  var TRAIN = "#2458c6", HELDOUT = "#c0392b";
+  var REWARD_SERIES = {
+    accuracy: {
+      dpo: [{ key: "rewards/accuracies", label: "train", color: TRAIN }, { key: "eval_rewards/accuracies", label: "held-out", color: HELDOUT }],
+      reward: [{ key: "accuracy", label: "train", color: TRAIN }, { key: "eval_pairwise_accuracy", label: "held-out", color: HELDOUT }],
+    },
+    margin: {
+      dpo: [{ key: "rewards/margins", label: "train", color: TRAIN }, { key: "eval_rewards/margins", label: "held-out", color: HELDOUT }],
+      reward: [{ key: "margin", label: "train", color: TRAIN }, { key: "eval_mean_margin", label: "held-out", color: HELDOUT }],
+    },
+  };
+  REWARD_SERIES.accuracy.modpo = REWARD_SERIES.accuracy.dpo;
+  REWARD_SERIES.margin.modpo = REWARD_SERIES.margin.dpo;
+  var NO_REWARD = {
+    sft: "SFT learns the chosen responses only: it has no reward, so no reward accuracy or margin.",
+    merge: "A merge averages finished models and trains nothing: no metrics are logged.",
+  };
   var FINISHED = ["succeeded", "failed", "cancelled"];
 
   var root = document.getElementById("job");
@@ -31,11 +51,20 @@
       .map(function (m) { return [m.step, m.values[key]]; });
   }
 
-  function drawChart(metrics) {
-    var chart = document.getElementById("loss-chart");
-    var series = SERIES.map(function (s) { return { s: s, points: points(metrics, s.key) }; })
+  function drawSeries(chart, seriesList, metrics, emptyText, size) {
+    if (!chart) return;
+    var WIDTH = size.width, HEIGHT = size.height;
+    var series = seriesList.map(function (s) { return { s: s, points: points(metrics, s.key) }; })
       .filter(function (entry) { return entry.points.length > 0; });
-    if (!series.length) return;
+    if (!series.length) {
+      if (emptyText) {
+        var empty = document.createElement("p");
+        empty.className = "muted";
+        empty.textContent = emptyText;
+        chart.replaceChildren(empty);
+      }
+      return;
+    }
     var all = [].concat.apply([], series.map(function (entry) { return entry.points; }));
     var xs = all.map(function (p) { return p[0]; }), ys = all.map(function (p) { return p[1]; });
     var xMin = Math.min.apply(null, xs), xMax = Math.max.apply(null, xs);
@@ -70,6 +99,20 @@
       svg.appendChild(legend);
     });
     chart.replaceChildren(svg);
+  }
+
+  function drawChart(metrics) {
+    drawSeries(document.getElementById("loss-chart"), SERIES, metrics, null, LARGE);
+    ["accuracy", "margin"].forEach(function (name) {
+      var chart = document.getElementById(name + "-chart");
+      if (!chart) return;
+      var kind = chart.dataset.kind;
+      var list = REWARD_SERIES[name][kind];
+      var why = !list ? NO_REWARD[kind] || "This kind of job logs no reward " + name + "."
+        : metrics.length ? "No reward " + name + " logged yet." : "No metrics yet.";
+      drawSeries(chart, list || [], metrics, why, SMALL);
+    });
+    if (!metrics.length) return;
 
     var last = metrics[metrics.length - 1].values;
     var shown = ["loss", "rewards/accuracies", "rewards/margins", "eval_loss", "eval_pairwise_accuracy"]

@@ -15,6 +15,11 @@
   var helpDialog = document.getElementById("help");
   var csrfToken = form.elements.csrfmiddlewaretoken.value;
   var draftUrl = form.getAttribute("data-draft-url");
+  var pane = form.closest(".rating-pane") || form;
+  var summaryNode = document.getElementById("error-summary");
+  // A phone or tablet: no keyboard hints, and the page opens at the top of the conversation, not at a criterion.
+  var touch = window.matchMedia("(hover: none) and (pointer: coarse)").matches;
+  if (touch) document.documentElement.classList.add("ws-touch");
   var IDLE_MS = 60000;
   var SAVE_DELAY_MS = 600;
 
@@ -168,22 +173,102 @@
     return -1;
   }
 
-  function trySubmit() {
-    var missing = firstMissing();
-    if (missing >= 0) {
-      focusCriterion(missing);
-      say("Please answer “" + fieldsets[missing].querySelector(".criterion-title").textContent + "” first.");
-      return;
+  // The same rules as the server (annotations/services/rating.py), so a refusal is explained before the round trip.
+  function problems() {
+    var found = [];
+    var minimum = Math.max(1, Number(init.rationale_min_length) || 0);
+    var needRationale = init.rationale_required && init.rationale_mode !== "none";
+    fieldsets.forEach(function (fs) {
+      var title = fs.getAttribute("data-title");
+      var messages = [];
+      if (!fs.querySelector("input[type=radio]:checked")) messages.push("Choose an answer for “" + title + "”.");
+      var text = fs.querySelector("textarea.rationale");
+      if (needRationale && init.rationale_mode === "per_criterion" && text && text.value.trim().length < minimum) {
+        messages.push("Write a rationale for “" + title + "” of at least " + minimum + " characters.");
+      }
+      if (messages.length) found.push({ key: fs.getAttribute("data-key"), messages: messages, focus: fs });
+    });
+    var overall = form.elements.rationale;
+    if (needRationale && init.rationale_mode === "overall" && overall && overall.value.trim().length < minimum) {
+      found.push({ key: "rationale", messages: ["Write a rationale of at least " + minimum + " characters."], focus: overall });
     }
-    form.requestSubmit();
+    if (form.elements.both_unacceptable.checked && !form.elements.unacceptable_reason.value.trim()) {
+      found.push({
+        key: "unacceptable_reason",
+        messages: ["Say why both responses are unacceptable."],
+        focus: form.elements.unacceptable_reason
+      });
+    }
+    return found;
+  }
+
+  function errorSlot(key) { return document.getElementById("errors-" + key); }
+
+  function showProblems(found) {
+    form.querySelectorAll(".criterion-errors").forEach(function (slot) { slot.textContent = ""; });
+    form.querySelectorAll(".has-error").forEach(function (node) { node.classList.remove("has-error"); });
+    found.forEach(function (problem) {
+      var slot = errorSlot(problem.key);
+      if (!slot) return;
+      problem.messages.forEach(function (message) {
+        var p = document.createElement("p");
+        p.className = "error";
+        p.textContent = message;
+        slot.appendChild(p);
+      });
+      var box = slot.closest("fieldset, .field");
+      if (box) box.classList.add("has-error");
+    });
+    // A live region of its own: autosave's "Draft saved." goes to #save-status and never replaces this.
+    summaryNode.textContent = "";
+    if (!found.length) return;
+    var wrap = document.createElement("div");
+    wrap.className = "ws-errors";
+    var heading = document.createElement("h2");
+    var count = found.reduce(function (n, p) { return n + p.messages.length; }, 0);
+    heading.textContent = "Not submitted yet: please check " + (count === 1 ? "this answer" : "these " + count + " answers");
+    var list = document.createElement("ul");
+    found.forEach(function (problem) {
+      problem.messages.forEach(function (message) {
+        var li = document.createElement("li");
+        li.textContent = message;
+        list.appendChild(li);
+      });
+    });
+    wrap.appendChild(heading);
+    wrap.appendChild(list);
+    summaryNode.appendChild(wrap);
+  }
+
+  function focusProblem(problem) {
+    var index = fieldsets.indexOf(problem.focus);
+    if (index >= 0) { focusCriterion(index); return; }
+    problem.focus.focus();
+    problem.focus.scrollIntoView({ block: "nearest" });
+  }
+
+  // Refuses with reasons at each place and at the submit bar; true when the form may go.
+  function checkBeforeSubmit() {
+    var found = problems();
+    showProblems(found);
+    if (found.length) focusProblem(found[0]);
+    return !found.length;
+  }
+
+  // Once errors are shown, each fix clears its own message (and the summary shrinks) without a new submit.
+  function refreshProblems() {
+    if (!summaryNode.textContent) return;
+    showProblems(problems());
+  }
+  form.addEventListener("change", refreshProblems);
+
+  function trySubmit() {
+    if (checkBeforeSubmit()) form.requestSubmit();
   }
 
   form.addEventListener("submit", function (event) {
-    var missing = firstMissing();
-    if (missing >= 0) {
+    if (!checkBeforeSubmit()) {
       event.preventDefault();
-      focusCriterion(missing);
-      say("Please answer every criterion before submitting.");
       return;
     }
     tick();
@@ -216,7 +301,7 @@
       if (event.key === "Escape") { event.preventDefault(); target.blur(); focusCriterion(current); }
       return;
     }
-    if (!form.contains(target) && target !== document.body) return;
+    if (!pane.contains(target) && target !== document.body) return;
     var key = event.key;
     if (/^[1-9]$/.test(key)) {
       if (choose(current, parseInt(key, 10) - 1)) {
@@ -263,11 +348,50 @@
     }
   })();
 
-  var errorSummary = document.getElementById("error-summary");
-  if (errorSummary) {
-    errorSummary.focus();
+  // ---- on a phone: flip between the responses in a sheet over the page, so the place in the criteria stays ----
+  var peekBar = document.getElementById("peek-bar");
+  var peekDialog = document.getElementById("peek");
+  var placeBeforePeek = 0;
+  function showResponse(number) {
+    var article = document.getElementById("response-" + number);
+    document.getElementById("peek-title").textContent = article.querySelector("h2").textContent;
+    document.getElementById("peek-body").innerHTML = article.querySelector(".text").innerHTML;
+    peekDialog.querySelectorAll(".peek-flip").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(button.getAttribute("data-response") === String(number)));
+    });
+    peekDialog.scrollTop = 0;
+  }
+  if (peekBar && peekDialog) {
+    peekBar.hidden = false;
+    peekBar.addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-response]");
+      if (!button) return;
+      showResponse(button.getAttribute("data-response"));
+      placeBeforePeek = window.scrollY;
+      peekDialog.showModal();
+    });
+    // Closing returns focus to the sticky opener, and Chromium scrolls to that button's place in the flow:
+    // put the page back where the clinician was.
+    peekDialog.addEventListener("close", function () { window.scrollTo(0, placeBeforePeek); });
+    peekDialog.addEventListener("click", function (event) {
+      var button = event.target.closest("button.peek-flip");
+      if (button) showResponse(button.getAttribute("data-response"));
+    });
+  }
+
+  var serverErrors = summaryNode && summaryNode.textContent.trim();
+  var start = firstMissing();
+  if (serverErrors) {
+    // The server refused the submit: bring the first place with an error into view.
+    var invalid = form.querySelector(".has-error");
+    var index = fieldsets.indexOf(invalid);
+    if (index >= 0) focusCriterion(index);
+    else if (invalid) { var control = invalid.querySelector("textarea, input"); if (control) control.focus(); }
+  } else if (touch) {
+    current = start >= 0 ? start : 0;
+    markCurrent();
+    window.scrollTo(0, 0);
   } else {
-    var start = firstMissing();
     focusCriterion(start >= 0 ? start : 0);
   }
 })();

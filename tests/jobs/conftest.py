@@ -32,6 +32,11 @@ def tiny_assets(tmp_path_factory):
     return {
         "base": str(build_tiny_model(root / "base", phrase_vocabulary(CRITERIA))),
         "snapshot": str(write_snapshot(root / "snapshot", criteria=CRITERIA, train_count=32, test_count=8)),
+        "reward_snapshot": str(
+            write_snapshot(
+                root / "reward-snapshot", snapshot_format="reward", criteria=CRITERIA, train_count=16, test_count=4
+            )
+        ),
     }
 
 

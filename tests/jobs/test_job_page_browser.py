@@ -70,3 +70,66 @@ def test_the_job_page_draws_the_loss_curve_and_follows_the_job(live_server, clie
         browser.close()
     # No Content-Security-Policy violation or script error (a missing favicon is not one).
     assert problems == []
+
+
+SHOTS = Path(os.environ.get("EVALPLATFORM_SCREENSHOTS", "/tmp/ep-train/screenshots"))
+
+
+def open_page(playwright, live_server, client, url, viewport):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+    context = browser.new_context(viewport=viewport)
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(url)
+    return browser, page, problems
+
+
+def test_the_job_page_plots_reward_accuracy_and_margin_beside_the_loss(live_server, client, study, researcher):
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed")
+    metrics = {
+        "empathy": {"accuracy": 0.875, "margin": 0.31, "n": 8},
+        "safety": {"accuracy": 0.375, "margin": -0.1, "n": 8},
+    }
+    result = {f"heldout/{c}/{k}": v for c, figures in metrics.items() for k, v in figures.items()}
+    dpo = TrainingJob.objects.create(
+        study=study,
+        kind="dpo",
+        criterion_key="empathy",
+        status=JobStatus.SUCCEEDED,
+        step=4,
+        total_steps=4,
+        result={"status": "completed", "metrics": result},
+    )
+    for step in (1, 2, 3, 4):
+        values = {"loss": 0.7 - 0.05 * step, "rewards/accuracies": 0.4 + 0.1 * step, "rewards/margins": 0.02 * step}
+        TrainingMetric.objects.create(job=dpo, step=step, epoch=step / 4, values=values)
+    TrainingMetric.objects.create(
+        job=dpo, step=4, epoch=1, values={"eval_loss": 0.6, "eval_rewards/accuracies": 0.8, "eval_rewards/margins": 0.1}
+    )
+    sft = TrainingJob.objects.create(study=study, kind="sft", criterion_key="empathy", status=JobStatus.SUCCEEDED)
+    TrainingMetric.objects.create(job=sft, step=1, epoch=1, values={"loss": 2.0})
+    client.force_login(researcher, backend="django.contrib.auth.backends.ModelBackend")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        for name, viewport in (("desktop", {"width": 1366, "height": 900}), ("phone", {"width": 390, "height": 844})):
+            url = f"{live_server.url}/studies/{study.slug}/jobs/{dpo.public_id}/"
+            browser, page, problems = open_page(playwright, live_server, client, url, viewport)
+            expect(page.locator("#accuracy-chart polyline")).to_have_count(2)  # train and held-out
+            expect(page.locator("#accuracy-chart circle")).to_have_count(5)
+            expect(page.locator("#margin-chart circle")).to_have_count(5)
+            expect(page.locator("#heldout")).to_contain_text("88%")
+            page.screenshot(path=str(SHOTS / f"job-dpo-{name}.png"), full_page=True)
+            page.goto(f"{live_server.url}/studies/{study.slug}/jobs/{sft.public_id}/")
+            expect(page.locator("#loss-chart circle")).to_have_count(1)
+            expect(page.locator("#accuracy-chart")).to_contain_text("no reward")
+            expect(page.locator("#margin-chart")).to_contain_text("no reward")
+            page.goto(f"{live_server.url}/studies/{study.slug}/jobs/models/?sort=-accuracy:safety")
+            expect(page.locator("#models tbody tr")).to_have_count(2)
+            page.screenshot(path=str(SHOTS / f"job-models-{name}.png"), full_page=True)
+            browser.close()
+            assert problems == []

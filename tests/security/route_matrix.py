@@ -438,6 +438,21 @@ ROUTES: dict[str, list[Check] | Skip] = {
             ),
         )
     ],
+    # --- item explorer and raw data (annotations/views/items.py, annotations/api/items.py) ---------------------
+    # Systems are shown here, so clinicians (members of s1 or not) get 404 like outsiders.
+    "study-items": [
+        Check(kwargs=s1, expect=STUDY_PAGE),
+        Check(kwargs=s1, query={"sort": "disagreement"}, expect=STUDY_PAGE),
+    ],
+    "study-raw-data": [
+        Check(kwargs=lambda w: {"slug": w.study.slug, "file_format": "csv"}, expect=STUDY_PAGE),
+        Check(kwargs=lambda w: {"slug": w.study.slug, "file_format": "parquet"}, expect=STUDY_PAGE),
+    ],
+    "api-study-items": [Check(kwargs=s1, expect=STUDY_API_READ)],
+    "api-study-raw-data": [
+        Check(kwargs=lambda w: {"slug": w.study.slug, "file_format": "csv"}, expect=STUDY_API_READ),
+        Check(kwargs=lambda w: {"slug": w.study.slug, "file_format": "parquet"}, expect=STUDY_API_READ),
+    ],
     # --- training jobs (annotations/views/jobs.py, annotations/api/jobs.py) -----------------------------
     "job-list": [
         Check(kwargs=s1, expect=STUDY_PAGE),
@@ -452,6 +467,7 @@ ROUTES: dict[str, list[Check] | Skip] = {
         ),
     ],
     "job-detail": [Check(kwargs=lambda w: _job_kwargs(w, "queued"), expect=STUDY_PAGE)],
+    "job-models": [Check(kwargs=s1, expect=STUDY_PAGE)],
     "job-artifacts": [Check(kwargs=lambda w: _job_kwargs(w, "succeeded"), expect=STUDY_PAGE)],
     "job-cancel": [Check(method="post", kwargs=lambda w: _job_kwargs(w, "queued"), expect=STUDY_FORM_POST)],
     "job-register-system": [
@@ -624,6 +640,8 @@ ROUTES: dict[str, list[Check] | Skip] = {
             expect=CLINICIAN_FORM_POST,
         )
     ],
+    # Taking back a pair the clinician has not skipped changes nothing and shows the pair.
+    "workspace-take-back": [Check(method="post", kwargs=lambda w: _own_pair(w), expect=CLINICIAN_FORM_POST)],
     "workspace-draft": [
         Check(
             method="post",
@@ -1003,3 +1021,93 @@ def _reset_token(w) -> str:
     from annotations.services.accounts import password_reset_link_create
 
     return password_reset_link_create(user=w.clinician, actor=w.admin)[1]
+
+
+# Patient preference surveys (annotations/views/surveys.py, annotations/api/surveys.py).
+def _survey_kwargs(w) -> dict[str, Any]:
+    """An open survey of s1 with one response (created once per route)."""
+    from annotations.models.survey import Survey, SurveyResponse
+    from annotations.services.surveys import survey_create, survey_criteria, survey_open
+
+    survey = Survey.objects.filter(study=w.study, title="matrix-survey").first()
+    if survey is None:
+        survey = survey_create(study=w.study, actor=None, title="matrix-survey", consent_text="I agree.")
+        survey = survey_open(survey=survey, actor=None)
+        keys = [c.key for c in survey_criteria(w.study)]
+        SurveyResponse.objects.create(
+            survey=survey, submission_key="matrix", importance=dict.fromkeys(keys, 4), top_priority=keys[0]
+        )
+    return {"slug": w.study.slug, "public_id": survey.public_id}
+
+
+def _survey_link(w) -> dict[str, Any]:
+    from annotations.models.survey import Survey
+
+    _survey_kwargs(w)
+    return {"link_token": Survey.objects.get(study=w.study, title="matrix-survey").link_token}
+
+
+def _survey_uuid(w) -> str:
+    return str(_survey_kwargs(w)["public_id"])
+
+
+EVERYONE_200 = expect(
+    anonymous=200, other_clinician=200, clinician=200, other_researcher=200, researcher=200, admin=200
+)
+# The second persona to create a weight set of the same name is refused.
+FIRST_CREATES = expect(
+    anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=302, admin=400
+)
+ROUTES["survey-list"] = [
+    Check(kwargs=s1, expect=STUDY_PAGE),
+    Check(method="post", kwargs=s1, data={"title": "t", "consent_text": "c"}, expect=STUDY_FORM_POST),
+]
+ROUTES["survey-detail"] = [Check(kwargs=_survey_kwargs, expect=STUDY_PAGE)]
+ROUTES["survey-status"] = [Check(method="post", kwargs=_survey_kwargs, data={"action": "open"}, expect=STUDY_FORM_POST)]
+ROUTES["survey-results"] = [
+    Check(kwargs=_survey_kwargs, expect=STUDY_PAGE),
+    Check(
+        method="post",
+        kwargs=_survey_kwargs,
+        data={"name": "matrix-weights", "method": "mean_importance"},
+        expect=FIRST_CREATES,
+    ),
+]
+ROUTES["survey-responses-csv"] = [Check(kwargs=_survey_kwargs, expect=STUDY_PAGE)]
+# The public page needs no account; a post without a valid form is refused with the form again (400).
+ROUTES["survey-public"] = [
+    Check(kwargs=_survey_link, expect=EVERYONE_200),
+    Check(
+        method="post",
+        kwargs=_survey_link,
+        data={"submission_key": "forged"},
+        expect=expect(
+            anonymous=400, other_clinician=400, clinician=400, other_researcher=400, researcher=400, admin=400
+        ),
+    ),
+]
+ROUTES["survey-thanks"] = [Check(kwargs=_survey_link, expect=EVERYONE_200)]
+ROUTES["api-survey-list"] = [
+    Check(kwargs=s1, expect=STUDY_API_READ),
+    Check(
+        method="post",
+        kwargs=s1,
+        data={"title": "api survey", "consent_text": "I agree."},
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=201
+        ),
+    ),
+]
+ROUTES["api-survey-results"] = [Check(kwargs=_survey_kwargs, expect=STUDY_API_READ)]
+ROUTES["api-survey-responses-csv"] = [Check(kwargs=_survey_kwargs, expect=STUDY_API_READ)]
+ROUTES["api-weight-set-list"] = [
+    Check(kwargs=s1, expect=STUDY_API_READ),
+    Check(
+        method="post",
+        kwargs=s1,
+        data=lambda w: {"survey": _survey_uuid(w), "name": "api-weights", "method": "top_priority"},
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=400
+        ),
+    ),
+]

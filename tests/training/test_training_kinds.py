@@ -352,3 +352,133 @@ def test_each_batch_carries_the_margins_of_its_own_pairs(workspace, safety_rewar
     assert len(checked) >= 8 and len({round(e, 6) for e, _ in checked}) > 1
     for want, got in checked:
         assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_dpo_is_scored_on_the_test_pairs_of_every_criterion_in_the_export(workspace):
+    """Implicit-reward accuracy per criterion, on every criterion's held-out pairs (not only the trained one),
+    computed pair by pair; on the trained criterion it agrees with TRL's own batch-averaged evaluation."""
+    from annotations.training.data import preference_pairs
+
+    spec = TrainingSpec(kind="dpo", base_model=workspace["base"], criterion="empathy", max_steps=4, **FAST)
+    result = run_training(spec, dataset_dir=workspace["pairs"], output_dir=workspace["root"] / "dpo-heldout")
+    for criterion in CRITERIA:
+        count = len(preference_pairs(workspace["pairs"], criterion, "test"))
+        assert result.metrics[f"heldout/{criterion}/n"] == count > 0
+        assert 0.0 <= result.metrics[f"heldout/{criterion}/accuracy"] <= 1.0
+    logged = [
+        json.loads(line) for line in (workspace["root"] / "dpo-heldout" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert any("heldout/safety/accuracy" in entry for entry in logged)  # reported, so it reaches the job's metrics
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [{}, {"use_lora": False}, {"use_lora": False, "precompute_ref_log_probs": True}],
+    ids=["lora-adapter-disabled", "full-with-reference-model", "full-with-precomputed-reference"],
+)
+def test_implicit_reward_margins_are_those_trl_evaluates(workspace, tmp_path, reference):
+    from annotations.training.data import preference_pairs
+    from annotations.training.runner import _heldout_reference, implicit_reward_margins
+
+    captured = {}
+    spec = TrainingSpec(kind="dpo", base_model=workspace["base"], criterion="empathy", max_steps=2, **FAST, **reference)
+    from annotations.training import runner
+
+    real = runner.implicit_reward_heldout
+
+    def capture(trainer, spec, pairs_by_criterion):
+        captured["trainer"] = trainer
+        return real(trainer, spec, pairs_by_criterion)
+
+    runner.implicit_reward_heldout = capture
+    try:
+        result = run_training(spec, dataset_dir=workspace["pairs"], output_dir=tmp_path / "dpo")
+    finally:
+        runner.implicit_reward_heldout = real
+    trainer = captured["trainer"]
+    pairs = preference_pairs(workspace["pairs"], "empathy", "test")
+    margins = implicit_reward_margins(trainer, _heldout_reference(trainer, spec), pairs, beta=spec.beta)
+    batches = [margins[start : start + 8] for start in range(0, len(margins), 8)]
+    batch_means = [sum(b) / len(b) for b in batches]
+    batch_accuracies = [sum(1 for m in b if m > 0) / len(b) for b in batches]
+    assert sum(batch_means) / len(batches) == pytest.approx(result.metrics["eval_rewards/margins"], abs=1e-4)
+    assert sum(batch_accuracies) / len(batches) == pytest.approx(result.metrics["eval_rewards/accuracies"], abs=1e-6)
+    assert result.metrics["heldout/empathy/accuracy"] == pytest.approx(sum(1 for m in margins if m > 0) / len(margins))
+
+
+def test_modpo_is_scored_on_every_criterion_and_reward_and_sft_on_their_own(workspace, safety_reward_model):
+    modpo = run_training(
+        modpo_spec(workspace, safety_reward_model.output_dir, max_steps=2),
+        dataset_dir=workspace["multi"],
+        output_dir=workspace["root"] / "modpo-heldout",
+    )
+    assert {f"heldout/{c}/accuracy" for c in CRITERIA} <= set(modpo.metrics)
+    reward = safety_reward_model.metrics
+    assert reward["heldout/safety/accuracy"] == reward["eval_pairwise_accuracy"]
+    assert reward["heldout/safety/n"] == reward["eval_pairs"] > 0
+    spec = TrainingSpec(kind="sft", base_model=workspace["base"], criterion="empathy", max_steps=2, **FAST)
+    sft = run_training(spec, dataset_dir=workspace["pairs"], output_dir=workspace["root"] / "sft-heldout")
+    assert sft.metrics["heldout/empathy/loss"] == sft.metrics["eval_loss"]
+    assert sft.metrics["heldout/empathy/n"] > 0
+
+
+def reward_snapshot_with_varied_margins(root):
+    """A reward-format snapshot whose pairs carry different strength margins (as on a 5- or 7-point scale)."""
+    directory = write_snapshot(root, snapshot_format="reward", criteria=CRITERIA, train_count=24, test_count=8)
+    path = directory / "data" / "safety" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for index, row in enumerate(rows):
+        row["margin"] = (1, 2, 3, 4)[index % 4] / 4
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return directory, sorted(row["margin"] for row in rows)
+
+
+@pytest.mark.parametrize("reward_margins", [True, False])
+def test_reward_margins_reach_the_loss_only_when_asked(workspace, tmp_path, monkeypatch, reward_margins):
+    from trl import RewardTrainer
+
+    dataset, recorded = reward_snapshot_with_varied_margins(tmp_path / "data")
+    seen = []
+    real_compute = RewardTrainer.compute_loss
+
+    def spying_compute(self, model, inputs, *args, **kwargs):
+        if self.model.training:
+            seen.extend(inputs["margin"].tolist())
+        return real_compute(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(RewardTrainer, "compute_loss", spying_compute)
+    options = {**FAST, "batch_size": 4}
+    spec = TrainingSpec(
+        kind="reward",
+        base_model=workspace["base"],
+        criterion="safety",
+        num_epochs=1,
+        reward_margins=reward_margins,
+        **options,
+    )
+    result = run_training(spec, dataset_dir=dataset, output_dir=tmp_path / "rm")
+    assert result.status == "completed"
+    # One epoch: every pair reached the loss once, with its own strength margin, or with 0 when off.
+    assert sorted(seen) == pytest.approx(recorded if reward_margins else [0.0] * len(recorded))
+    config = json.loads((tmp_path / "rm" / "training_config.json").read_text())
+    assert config["spec"]["reward_margins"] is reward_margins
+
+
+def test_reward_margins_need_an_export_that_records_them(workspace):
+    from annotations.training.spec import TrainingSpecError, validate_spec
+
+    spec = TrainingSpec(kind="reward", base_model=workspace["base"], criterion="safety", reward_margins=True)
+    with pytest.raises(TrainingSpecError, match="reward margins need"):
+        validate_spec(spec, dataset_dir=workspace["pairs"])
+    with pytest.raises(TrainingSpecError, match="only reward models"):
+        validate_spec(TrainingSpec(kind="dpo", base_model=workspace["base"], criterion="safety", reward_margins=True))
+
+
+def test_a_run_started_before_the_reward_margins_option_still_resumes(workspace):
+    out = workspace["root"] / "resume-before-option"
+    spec = TrainingSpec(kind="dpo", base_model=workspace["base"], criterion="empathy", max_steps=2, **FAST)
+    run_training(spec, dataset_dir=workspace["pairs"], output_dir=out, should_stop=lambda: True)
+    config = json.loads((out / "training_config.json").read_text())
+    del config["spec"]["reward_margins"]  # as written by the release before the option
+    (out / "training_config.json").write_text(json.dumps(config))
+    assert run_training(spec, dataset_dir=workspace["pairs"], output_dir=out).status == "completed"

@@ -9,13 +9,17 @@ from django.utils import timezone
 
 from annotations.models import Assignment, AuditEvent, Comparison, Rater
 from annotations.services.assignment import (
+    RaterProgress,
     assignment_next,
     assignment_skip,
+    assignment_take_back,
     order_draw,
     overlap_shortfalls,
     rater_for_user,
+    rater_progress,
 )
 from annotations.services.rating import RatingInput, comparison_mark_gold, gold_accuracy, rating_submit
+from annotations.services.studies import study_close
 from tests.workspace.conftest import add_clinicians, build_study
 
 pytestmark = pytest.mark.django_db
@@ -135,6 +139,64 @@ def test_skip_frees_the_place_and_the_rater_never_sees_it_again(researcher, djan
     nxt = assignment_next(study=study, rater=r1)
     assert nxt is None or nxt.comparison_id != skipped.comparison_id
     assert assignment_next(study=study, rater=r2).comparison_id == skipped.comparison_id
+
+
+def test_a_skipped_pair_can_be_taken_back_while_its_place_is_free(researcher, django_user_model):
+    study = build_study(owner=researcher, prompts=1, overlap_k=1)
+    (rater,) = raters_for(django_user_model, study, ["c1"])
+    skipped = assignment_next(study=study, rater=rater)
+    assignment_skip(assignment=skipped, rater=rater, reason="Unsure")
+    back = assignment_take_back(assignment=skipped, rater=rater)
+    assert back.status == Assignment.Status.LEASED and back.leased_until > timezone.now()
+    assert Comparison.objects.get(pk=skipped.comparison_id).active_assignments == 1
+    assert assignment_next(study=study, rater=rater).pk == skipped.pk  # it is the current pair again
+    assert AuditEvent.objects.filter(action="assignment.take_back", object_id=str(skipped.pk)).count() == 1
+    # A repeated click changes nothing.
+    assignment_take_back(assignment=skipped, rater=rater)
+    assert Comparison.objects.get(pk=skipped.comparison_id).active_assignments == 1
+
+
+def test_a_skipped_pair_cannot_be_taken_back_once_another_clinician_has_its_place(researcher, django_user_model):
+    study = build_study(owner=researcher, prompts=1, overlap_k=1)
+    r1, r2 = raters_for(django_user_model, study, ["c1", "c2"])
+    skipped = assignment_next(study=study, rater=r1)
+    assignment_skip(assignment=skipped, rater=r1, reason="Unsure")
+    assert assignment_next(study=study, rater=r2).comparison_id == skipped.comparison_id
+    with pytest.raises(ValidationError) as exc:
+        assignment_take_back(assignment=skipped, rater=r1)
+    assert exc.value.code == "place_taken"
+    assert Assignment.objects.get(pk=skipped.pk).status == Assignment.Status.SKIPPED
+    assert Comparison.objects.get(pk=skipped.comparison_id).active_assignments == 1
+
+
+def test_a_skipped_pair_cannot_be_taken_back_after_the_study_closes(researcher, django_user_model):
+    study = build_study(owner=researcher, prompts=1, overlap_k=1)
+    (rater,) = raters_for(django_user_model, study, ["c1"])
+    skipped = assignment_next(study=study, rater=rater)
+    assignment_skip(assignment=skipped, rater=rater, reason="Unsure")
+    study_close(study=study, actor=researcher)
+    with pytest.raises(ValidationError) as exc:
+        assignment_take_back(assignment=skipped, rater=rater)
+    assert exc.value.code == "study_closed"
+
+
+def test_progress_counts_the_pairs_done_of_the_share_and_the_time_rated_today(researcher, django_user_model):
+    study = build_study(owner=researcher, prompts=2, overlap_k=1)  # 6 comparisons, one clinician: a share of 6
+    (rater,) = raters_for(django_user_model, study, ["c1"])
+    assert rater_progress(study=study, rater=rater) == RaterProgress(done=0, target=6, seconds_today=0.0)
+    for seconds in (30, 90):
+        assignment = assignment_next(study=study, rater=rater)
+        rating_submit(
+            assignment=assignment,
+            rater=rater,
+            data=RatingInput(
+                values=dict.fromkeys(["empathy", "safety", "overall"], 1), total_seconds=seconds, active_seconds=seconds
+            ),
+        )
+    progress = rater_progress(study=study, rater=rater)
+    assert (progress.done, progress.target, progress.remaining, progress.seconds_today) == (2, 6, 4, 120.0)
+    tomorrow = timezone.now() + timedelta(days=1)
+    assert rater_progress(study=study, rater=rater, now=tomorrow).seconds_today == 0.0
 
 
 def test_a_closed_study_hands_out_nothing(researcher, django_user_model):

@@ -242,3 +242,95 @@ def test_queries_per_request_stay_constant_as_the_study_grows(client, researcher
     with CaptureQueriesContext(connection) as home_small:
         client.get(reverse("workspace-home"))
     assert len(home_small) <= 10
+
+
+def test_the_pair_page_says_which_pair_of_how_many_and_the_time_rated_today(client, ws_study, clinician):
+    login(client, clinician)
+    first = client.post(reverse("workspace-next", args=[ws_study.slug]))
+    html = client.get(first.url).content.decode()
+    assert "Pair 1 of 12" in html and "12 left for you in this study" in html and "min rated today" in html
+    assignment = Assignment.objects.get(rater__user=clinician)
+    client.post(
+        reverse("workspace-submit", args=[assignment.public_id]), form_values(total_seconds="180", active_seconds="120")
+    )
+    second = client.post(reverse("workspace-next", args=[ws_study.slug]))
+    html = client.get(second.url).content.decode()
+    assert "Pair 2 of 12" in html and "11 left for you in this study" in html and "2 min rated today" in html
+
+
+def test_a_refused_submit_is_explained_at_each_criterion_and_in_a_live_summary_at_the_submit_bar(
+    client, ws_study, clinician
+):
+    login(client, clinician)
+    client.post(reverse("workspace-next", args=[ws_study.slug]))
+    assignment = Assignment.objects.get(rater__user=clinician)
+    data = form_values(both_unacceptable="1")
+    del data["v_safety"]
+    html = client.post(reverse("workspace-submit", args=[assignment.public_id]), data).content.decode()
+    summary = html[html.index('id="error-summary"') : html.index('id="submit-button"')]
+    assert 'role="alert"' in summary
+    assert "Choose an answer for “Safety”." in summary and "Say why both responses are unacceptable." in summary
+    at_safety = html[html.index('id="criterion-safety"') : html.index('id="criterion-overall"')]
+    assert "has-error" in html[html.index('<fieldset class="criterion has-error" id="criterion-safety"') :][:80]
+    assert "Choose an answer for “Safety”." in at_safety
+    at_reason = html[html.index('id="errors-unacceptable_reason"') :][:200]
+    assert "Say why both responses are unacceptable." in at_reason
+
+
+def test_both_unacceptable_needs_a_reason_and_every_answer_and_the_page_says_so(client, ws_study, clinician):
+    login(client, clinician)
+    client.post(reverse("workspace-next", args=[ws_study.slug]))
+    assignment = Assignment.objects.get(rater__user=clinician)
+    page = client.get(reverse("workspace-pair", args=[assignment.public_id])).content.decode()
+    assert "say why below, and still answer every criterion" in page
+    only_reason = {"mode": "submit", "both_unacceptable": "1", "unacceptable_reason": "Both dismiss the risk."}
+    refused = client.post(reverse("workspace-submit", args=[assignment.public_id]), only_reason)
+    assert refused.status_code == 400 and "Choose an answer for “Empathy”." in refused.content.decode()
+    accepted = client.post(
+        reverse("workspace-submit", args=[assignment.public_id]),
+        form_values(both_unacceptable="1", unacceptable_reason="Both dismiss the risk."),
+    )
+    assert accepted.status_code == 302
+    assert Assignment.objects.get(pk=assignment.pk).both_unacceptable
+
+
+def test_my_pairs_show_the_message_the_answers_and_flags_and_skipped_pairs_can_be_taken_back(
+    client, ws_study, clinician
+):
+    login(client, clinician)
+    client.post(reverse("workspace-next", args=[ws_study.slug]))
+    rated = Assignment.objects.get(rater__user=clinician)
+    client.post(
+        reverse("workspace-submit", args=[rated.public_id]),
+        form_values(-1, both_unacceptable="1", unacceptable_reason="Both miss the risk."),
+    )
+    skipped = Assignment.objects.get(rater__user=clinician, status=Assignment.Status.LEASED)
+    client.post(reverse("workspace-skip", args=[skipped.public_id]), {"skip_reason": "I know this person"})
+    html = client.get(reverse("workspace-done", args=[ws_study.slug])).content.decode()
+    opening = rated.comparison.prompt.messages[-1]["content"][:30]
+    assert opening in html
+    assert "<strong>Empathy:</strong> Response 1 better" in html  # as the clinician saw it, not canonical
+    assert "Both unacceptable" in html
+    assert "I know this person" in html
+    take_back = reverse("workspace-take-back", args=[skipped.public_id])
+    assert take_back in html
+    response = client.post(take_back)
+    assert response.url == reverse("workspace-pair", args=[skipped.public_id])
+    assert Assignment.objects.get(pk=skipped.pk).status == Assignment.Status.LEASED
+    assert client.get(response.url).status_code == 200
+
+
+def test_my_pairs_page_takes_a_fixed_number_of_queries(client, researcher, clinician):
+    study = build_study(owner=researcher, prompts=4, overlap_k=1)
+    StudyMembership.objects.create(study=study, user=clinician, role=StudyMembership.Role.CLINICIAN)
+    login(client, clinician)
+    counts = []
+    for _ in range(2):
+        for _ in range(3):
+            client.post(reverse("workspace-next", args=[study.slug]))
+            pair = Assignment.objects.get(rater__user=clinician, status=Assignment.Status.LEASED)
+            client.post(reverse("workspace-submit", args=[pair.public_id]), form_values())
+        with CaptureQueriesContext(connection) as queries:
+            client.get(reverse("workspace-done", args=[study.slug]))
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
