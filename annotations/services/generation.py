@@ -45,12 +45,11 @@ from annotations.models import (
 )
 from annotations.services.audit import audit_record
 from annotations.services.exports import export_prompt_ids
-from annotations.services.job_state import job_cancel, log_line
+from annotations.services.job_state import job_cancel, job_requeue_if_held_by_dead_local_process, log_line
 from annotations.services.training_jobs import heartbeat_seconds, stale_after_seconds
 from annotations.services.worker_processes import (
     PID_SEPARATOR,
     Heartbeat,
-    held_by_dead_local_process,
     worker_identity,
 )
 from annotations.training.generate import GenerationSettings, artifact_problem, settings_parse
@@ -285,7 +284,7 @@ def generation_run_claim(*, run_id: int, worker: str) -> uuid.UUID | None:
 
     `worker` is the Celery node name. A run still held by a process of this node that has died (a pool child
     killed: Celery requeues its message at once) is re-queued first, then claimed here."""
-    _requeue_if_held_by_dead_local_process(run_id=run_id, node=worker)
+    job_requeue_if_held_by_dead_local_process(row_id=run_id, model=GenerationRun, node=worker, note="re-queued")
     holder = worker_identity(worker) or worker
     token = uuid.uuid4()
     now = timezone.now()
@@ -312,18 +311,6 @@ def generation_run_claim(*, run_id: int, worker: str) -> uuid.UUID | None:
         log=log_line(f"claimed by {holder}"),
     )
     return token if claimed == 1 else None
-
-
-def _requeue_if_held_by_dead_local_process(*, run_id: int, node: str) -> None:
-    row = GenerationRun.objects.filter(pk=run_id, status=JobStatus.RUNNING).values_list("worker", "run_token").first()
-    if row is None or not held_by_dead_local_process(row[0], node):
-        return
-    GenerationRun.objects.filter(pk=run_id, status=JobStatus.RUNNING, worker=row[0], run_token=row[1]).update(
-        status=JobStatus.QUEUED,
-        run_token=None,
-        worker="",
-        log=log_line(f"worker process {row[0]} died (lost worker); re-queued"),
-    )
 
 
 class _Lost(Exception):

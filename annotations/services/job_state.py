@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from annotations.models import JobStatus
 from annotations.services.audit import audit_record
+from annotations.services.worker_processes import held_by_dead_local_process
 
 
 def log_line(message: str) -> Concat:
@@ -42,3 +43,20 @@ def job_cancel(
             raise ValidationError({"status": [finished_message]})
         audit_record(actor=actor, action=action, study=row.study, obj=row)
     row.refresh_from_db()
+
+
+def job_requeue_if_held_by_dead_local_process(*, row_id: int, model: type[models.Model], node: str, note: str) -> None:
+    """Put a running job back in the queue when the process of this node that holds it has died (the pool
+    child killed, e.g. out of memory): the next claim then takes it at once instead of waiting for its
+    heartbeat to go stale."""
+    rows = model.objects.filter(pk=row_id, status=JobStatus.RUNNING)
+    held = rows.values_list("worker", "run_token").first()
+    if held is None or not held_by_dead_local_process(held[0], node):
+        return
+    # Conditional on the same holder and token: if the dead run's job was re-queued meanwhile, nothing happens.
+    rows.filter(worker=held[0], run_token=held[1]).update(
+        status=JobStatus.QUEUED,
+        run_token=None,
+        worker="",
+        log=log_line(f"worker process {held[0]} died (lost worker); {note}"),
+    )

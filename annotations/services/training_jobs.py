@@ -40,8 +40,8 @@ from annotations.models import JobStatus, PreferenceExport, Prompt, Study, Syste
 from annotations.models.survey import WeightSet
 from annotations.services.audit import audit_record
 from annotations.services.exports import export_prompt_ids
-from annotations.services.job_state import job_cancel, log_line
-from annotations.services.worker_processes import PID_SEPARATOR, held_by_dead_local_process, worker_identity
+from annotations.services.job_state import job_cancel, job_requeue_if_held_by_dead_local_process, log_line
+from annotations.services.worker_processes import PID_SEPARATOR, worker_identity
 from annotations.training import TrainingSpec, TrainingSpecError, run_training, validate_spec
 
 logger = logging.getLogger(__name__)
@@ -433,7 +433,9 @@ def training_job_claim(*, job_id: int, worker: str) -> uuid.UUID | None:
 
     `worker` is the Celery node name. A job still running under a process of this node that has died (a pool
     child killed for memory: Celery requeues its message at once) is re-queued first, then claimed here."""
-    _requeue_if_held_by_dead_local_process(job_id=job_id, node=worker)
+    job_requeue_if_held_by_dead_local_process(
+        row_id=job_id, model=TrainingJob, node=worker, note="re-queued from the last checkpoint"
+    )
     holder = worker_identity(worker) or worker
     token = uuid.uuid4()
     now = timezone.now()
@@ -459,19 +461,6 @@ def training_job_claim(*, job_id: int, worker: str) -> uuid.UUID | None:
         log=log_line(f"claimed by {holder}"),
     )
     return token if claimed == 1 else None
-
-
-def _requeue_if_held_by_dead_local_process(*, job_id: int, node: str) -> None:
-    row = TrainingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).values_list("worker", "run_token").first()
-    if row is None or not held_by_dead_local_process(row[0], node):
-        return
-    # Conditional on the same holder and token: if the dead run's job was re-queued meanwhile, nothing happens.
-    TrainingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker=row[0], run_token=row[1]).update(
-        status=JobStatus.QUEUED,
-        run_token=None,
-        worker="",
-        log=log_line(f"worker process {row[0]} died (lost worker); re-queued from the last checkpoint"),
-    )
 
 
 class _Run:
