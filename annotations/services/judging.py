@@ -46,7 +46,6 @@ from annotations.services.audit import audit_record
 from annotations.services.job_state import job_cancel, log_line
 from annotations.services.studies import study_criteria
 from annotations.services.worker_processes import held_by_dead_local_process, worker_identity
-from annotations.views.common import error_dict
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 # A running judge run whose heartbeat is older than this belongs to a dead worker and may be taken over.
@@ -456,7 +455,7 @@ def judge_run_execute(*, run_id: int, worker: str = "", on_progress: Callable[[J
 
 
 def _error_text(error: ValidationError) -> str:
-    return " ".join(m for messages in error_dict(error).values() for m in messages)
+    return " ".join(error.messages)
 
 
 def _criteria_texts(run: JudgeRun) -> list[tuple[Criterion, prompting.CriterionText]]:
