@@ -33,6 +33,10 @@ class Invitation(models.Model):
     study = models.ForeignKey("annotations.Study", null=True, blank=True, on_delete=models.CASCADE)
     expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    sent_count = models.PositiveIntegerField(default=1)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    quota = models.PositiveIntegerField(null=True, blank=True, help_text="Pairs the clinician is asked to rate.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

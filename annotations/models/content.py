@@ -50,6 +50,9 @@ class Response(models.Model):
     meta = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64)
     excluded = models.BooleanField(default=False, help_text="Kept out of new comparisons (e.g. reveals its system).")
+    excluded_from_exports = models.BooleanField(
+        default=False, help_text="Set from the safety queue: its comparisons are left out of preference exports."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -72,6 +75,7 @@ class Comparison(models.Model):
     response_second = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     is_gold = models.BooleanField(default=False)
     gold_expected = models.JSONField(default=dict, blank=True, help_text="criterion key -> expected canonical value")
+    gold_explanation = models.TextField(blank=True, help_text="Shown to a clinician as feedback after a gold item.")
     excluded = models.BooleanField(default=False)
     # Live (leased or submitted) workspace assignments, kept by services.assignment under this row's lock,
     # so "below k" is an indexed filter and claiming never counts rows.

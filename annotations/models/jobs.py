@@ -62,6 +62,9 @@ class TrainingJob(models.Model):
     base_model = models.CharField(max_length=500, blank=True)
     hyperparameters = models.JSONField(default=dict, blank=True)
     inputs = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="used_by")
+    sweep = models.ForeignKey(
+        "annotations.Sweep", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     cancel_requested = models.BooleanField(default=False)
     step = models.PositiveIntegerField(default=0)
@@ -87,6 +90,32 @@ class TrainingJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.public_id}"
+
+
+class Sweep(models.Model):
+    """One launch of many weight vectors: a MODPO job per vector, or a merge (rewarded soup) per vector."""
+
+    class Kind(models.TextChoices):
+        MODPO = "modpo", "MODPO per weight vector"
+        SOUP = "soup", "Merge per-criterion models (rewarded soups)"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="sweeps")
+    export = models.ForeignKey(PreferenceExport, null=True, blank=True, on_delete=models.PROTECT, related_name="sweeps")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    # [{"label": "...", "weights": {criterion_key: w}}] in launch order.
+    weight_vectors = models.JSONField(default=list)
+    base_model = models.CharField(max_length=500, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.kind} sweep {self.public_id}"
 
 
 class TrainingMetric(models.Model):

@@ -193,3 +193,82 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"judgment {self.pk} ({self.value:+d})"
+
+
+class Span(models.Model):
+    """A passage of one response marked by a clinician while rating (e.g. unsafe), by character offsets."""
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="spans")
+    response = models.ForeignKey("annotations.Response", on_delete=models.CASCADE, related_name="spans")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    label = models.CharField(max_length=64)
+    note = models.TextField(blank=True)
+    quote = models.TextField(help_text="The response text between start and end when marked.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["assignment", "start", "id"]
+        constraints = [models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="span_nonempty")]
+
+    def __str__(self) -> str:
+        return f"span {self.label} [{self.start}:{self.end}] of response {self.response_id}"
+
+
+class SideBalance(models.Model):
+    """Per rater and system: pairs shown with the system on the left minus on the right.
+
+    Kept with each new assignment, so balancing sides reads two rows instead of the rater's history.
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="+")
+    system = models.ForeignKey("annotations.System", on_delete=models.CASCADE, related_name="+")
+    lead = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "rater", "system"], name="side_balance_unique")]
+
+    def __str__(self) -> str:
+        return f"rater {self.rater_id} system {self.system_id}: {self.lead:+d}"
+
+
+class Adjudication(models.Model):
+    """A researcher's (or named adjudicator's) decision on a disputed criterion of a comparison."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="adjudications")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="adjudications")
+    criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="+")
+    value = models.SmallIntegerField(help_text="Canonical orientation: negative favours response_first.")
+    reason = models.TextField()
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "criterion"], name="adjudication_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"adjudication of comparison {self.comparison_id} {self.criterion_id} ({self.value:+d})"
+
+
+class SafetyReview(models.Model):
+    """A researcher's review of a flagged comparison in the safety queue."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "To review"
+        REVIEWED = "reviewed", "Reviewed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="safety_reviews")
+    comparison = models.OneToOneField(Comparison, on_delete=models.CASCADE, related_name="safety_review")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    note = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"safety review of comparison {self.comparison_id} ({self.status})"

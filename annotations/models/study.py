@@ -5,6 +5,10 @@ from django.db import models
 SCALE_CHOICES = [(3, "3-point (A / tie / B)"), (5, "5-point"), (7, "7-point")]
 
 
+def default_span_labels() -> list[str]:
+    return ["unsafe"]
+
+
 class Criterion(models.Model):
     """One rubric item, versioned: exports and reports cite (key, version)."""
 
@@ -53,6 +57,15 @@ class Study(models.Model):
     calibration_size = models.PositiveIntegerField(default=0)
     gold_rate = models.FloatField(default=0.0, help_text="Share of unmarked gold items mixed in after calibration.")
     screening_override = models.BooleanField(default=False, help_text="Open despite unresolved screening hits.")
+    space_prompts = models.BooleanField(
+        default=True, help_text="Keep pairs of the same prompt apart in each clinician's sequence."
+    )
+    guidelines = models.TextField(
+        blank=True, help_text="Guidelines for clinicians (Markdown), shown before the first pair."
+    )
+    span_labels = models.JSONField(
+        default=default_span_labels, blank=True, help_text="Labels a clinician can put on a marked span of a response."
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -105,3 +118,24 @@ class StudyMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.study_id} ({self.role})"
+
+
+class RubricVersion(models.Model):
+    """A numbered snapshot of a study's criteria, with what changed from the version before."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="rubric_versions")
+    number = models.PositiveIntegerField()
+    # [{"key", "version", "title", "question", "better_when", "worse_when", "position", "is_overall"}]
+    criteria = models.JSONField(default=list)
+    changes = models.JSONField(default=list, blank=True, help_text="Plain-language lines: what changed.")
+    note = models.TextField(blank=True)
+    after_open = models.BooleanField(default=False, help_text="Made while the study was open or closed.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "-number"]
+        constraints = [models.UniqueConstraint(fields=["study", "number"], name="rubric_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.study_id} rubric v{self.number}"
