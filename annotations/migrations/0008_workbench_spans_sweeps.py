@@ -41,6 +41,11 @@ class Migration(migrations.Migration):
             field=models.TextField(blank=True, help_text="Shown to a clinician as feedback after a gold item."),
         ),
         migrations.AddField(
+            model_name="comparison",
+            name="is_calibration",
+            field=models.BooleanField(default=False),
+        ),
+        migrations.AddField(
             model_name="invitation",
             name="last_sent_at",
             field=models.DateTimeField(blank=True, null=True),

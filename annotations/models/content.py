@@ -76,6 +76,8 @@ class Comparison(models.Model):
     is_gold = models.BooleanField(default=False)
     gold_expected = models.JSONField(default=dict, blank=True, help_text="criterion key -> expected canonical value")
     gold_explanation = models.TextField(blank=True, help_text="Shown to a clinician as feedback after a gold item.")
+    # Part of the calibration set: practice with feedback for new clinicians, taken before other gold items.
+    is_calibration = models.BooleanField(default=False)
     excluded = models.BooleanField(default=False)
     # Live (leased or submitted) workspace assignments, kept by services.assignment under this row's lock,
     # so "below k" is an indexed filter and claiming never counts rows.
