@@ -214,15 +214,39 @@ class StudyMemberListApi(ListAPIView):
         return Response(MemberOutput(membership).data)
 
 
+class MemberQuotaInput(serializers.Serializer):
+    quota = serializers.IntegerField(
+        allow_null=True, min_value=1, max_value=1_000_000, help_text="Pairs to rate here; null for none."
+    )
+
+
 class StudyMemberApi(APIView):
-    @extend_schema(request=None, responses={204: None})
-    def delete(self, request: Request, slug: str, username: str) -> Response:
-        study = api_study(request, slug, "annotations.view_members")
-        if not request.user.has_perm("annotations.manage_members", study):
-            raise PermissionDenied
+    """One member of a study. PATCH sets a clinician's quota; DELETE removes the member (owners and admins): their
+    pairs in hand go back to the pool, their submitted ratings are kept."""
+
+    def _member(self, request: Request, slug: str, username: str):
+        study = _study_managed(request, slug)
         user = get_user_model().objects.filter(username=username, study_memberships__study=study).first()
         if user is None:
             raise Http404
+        return study, user
+
+    @extend_schema(request=MemberQuotaInput, responses={200: MemberOutput})
+    def patch(self, request: Request, slug: str, username: str) -> Response:
+        study, user = self._member(request, slug, username)
+        data = MemberQuotaInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            membership = account_services.membership_quota_set(
+                study=study, user=user, quota=data.validated_data["quota"], actor=request.user
+            )
+        except DjangoValidationError as exc:
+            raise api_validation_error(exc) from None
+        return Response(MemberOutput(membership).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        study, user = self._member(request, slug, username)
         try:
             account_services.study_member_remove(study=study, user=user, actor=request.user)
         except DjangoValidationError as exc:
@@ -327,16 +351,28 @@ class AccountRoleApi(_AdminOnly, APIView):
 
 
 class InvitationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
     email = serializers.EmailField()
     role = serializers.CharField()
     study = serializers.CharField(source="study.slug", allow_null=True, default=None)
+    state = serializers.SerializerMethodField(help_text="pending, accepted, expired or revoked.")
+    quota = serializers.IntegerField(
+        allow_null=True, help_text="Pairs a clinician is asked to rate; carried into the membership."
+    )
+    sent_count = serializers.IntegerField(help_text="How many times the link was sent (1 + resends).")
+    last_sent_at = serializers.DateTimeField(allow_null=True)
     expires_at = serializers.DateTimeField()
     accepted_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
+
+    def get_state(self, invitation: Invitation) -> str:
+        return account_services.invitation_state(invitation)
 
 
 class InvitationCreatedOutput(InvitationOutput):
-    url = serializers.CharField()
+    url = serializers.CharField(help_text="The invitation link to send to the invitee.")
+    emailed = serializers.BooleanField(help_text="True when this installation emailed the link itself.")
 
 
 class InvitationInput(serializers.Serializer):
@@ -344,6 +380,13 @@ class InvitationInput(serializers.Serializer):
     role = serializers.ChoiceField(choices=Profile.Role.choices)
     study = serializers.SlugField(required=False, allow_blank=True, max_length=80)
     days = serializers.IntegerField(required=False, min_value=1, max_value=90, default=7)
+    quota = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=1_000_000)
+
+
+def _invitation_created(request: Request, invitation: Invitation, code: int = status.HTTP_201_CREATED) -> Response:
+    url = request.build_absolute_uri(reverse("invitation-accept", args=[invitation.token]))
+    emailed = account_services.invitation_email_send(invitation=invitation, link=url)
+    return Response({**InvitationOutput(invitation).data, "url": url, "emailed": emailed}, status=code)
 
 
 class InvitationListApi(_AdminOnly, ListAPIView):
@@ -369,12 +412,99 @@ class InvitationListApi(_AdminOnly, ListAPIView):
                 role=data.validated_data["role"],
                 study=study,
                 valid_for=timedelta(days=data.validated_data["days"]),
+                quota=data.validated_data.get("quota"),
                 actor=request.user,
             )
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from None
-        url = request.build_absolute_uri(reverse("invitation-accept", args=[invitation.token]))
-        return Response({**InvitationOutput(invitation).data, "url": url}, status=status.HTTP_201_CREATED)
+        return _invitation_created(request, invitation)
+
+
+# A study's people: invitations, resend, revoke, quota (owners and admins manage; its researchers read) -------
+
+
+class StudyInvitationInput(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=[Profile.Role.CLINICIAN, Profile.Role.RESEARCHER])
+    days = serializers.IntegerField(required=False, min_value=1, max_value=90, default=7)
+    quota = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=1_000_000, help_text="Clinicians only."
+    )
+
+
+def _study_managed(request: Request, slug: str):
+    study = api_study(request, slug, "annotations.view_members")
+    if not request.user.has_perm("annotations.manage_members", study):
+        raise PermissionDenied
+    return study
+
+
+class StudyInvitationListApi(ListAPIView):
+    """A study's invitations with their state (pending, accepted, expired, revoked), newest first.
+
+    POST invites a clinician or researcher into the study (owners and admins): the response carries the link to
+    send; it is also emailed when the installation has an email backend."""
+
+    serializer_class = InvitationOutput
+
+    def get_queryset(self):
+        study = api_study(self.request, self.kwargs["slug"], "annotations.view_members")
+        return account_services.invitations_of_study(study=study).select_related("study")
+
+    @extend_schema(request=StudyInvitationInput, responses={201: InvitationCreatedOutput})
+    def post(self, request: Request, slug: str) -> Response:
+        study = _study_managed(request, slug)
+        data = StudyInvitationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            invitation = account_services.invitation_create(
+                email=data.validated_data["email"],
+                role=data.validated_data["role"],
+                study=study,
+                valid_for=timedelta(days=data.validated_data["days"]),
+                quota=data.validated_data.get("quota"),
+                actor=request.user,
+            )
+        except DjangoValidationError as exc:
+            raise api_validation_error(exc) from None
+        return _invitation_created(request, invitation)
+
+
+def _study_invitation(study, invitation_id: int) -> Invitation:
+    invitation = Invitation.objects.filter(pk=invitation_id, study=study).select_related("study").first()
+    if invitation is None:
+        raise Http404
+    return invitation
+
+
+class StudyInvitationResendApi(APIView):
+    """Send an invitation again: a new expiry from now, one more in `sent_count`; the link stays the same.
+    Refused (400) once it is accepted or revoked."""
+
+    @extend_schema(request=None, responses={200: InvitationCreatedOutput})
+    def post(self, request: Request, slug: str, invitation_id: int) -> Response:
+        study = _study_managed(request, slug)
+        invitation = _study_invitation(study, invitation_id)
+        try:
+            invitation = account_services.invitation_resend(invitation=invitation, actor=request.user)
+        except DjangoValidationError as exc:
+            raise api_validation_error(exc) from None
+        return _invitation_created(request, invitation, code=status.HTTP_200_OK)
+
+
+class StudyInvitationRevokeApi(APIView):
+    """Withdraw an invitation: its link stops working at once (accepting it is refused with a clear message).
+    Refused (400) once accepted; revoking twice changes nothing."""
+
+    @extend_schema(request=None, responses={200: InvitationOutput})
+    def post(self, request: Request, slug: str, invitation_id: int) -> Response:
+        study = _study_managed(request, slug)
+        invitation = _study_invitation(study, invitation_id)
+        try:
+            invitation = account_services.invitation_revoke(invitation=invitation, actor=request.user)
+        except DjangoValidationError as exc:
+            raise api_validation_error(exc) from None
+        return Response(InvitationOutput(invitation).data)
 
 
 # Audit log (admins) -------------------------------------------------------------------------------------------
@@ -439,6 +569,17 @@ urlpatterns = [
     path("studies/<slug:slug>/members", StudyMemberListApi.as_view(), name="api-study-members"),
     path("studies/<slug:slug>/members/<str:username>", StudyMemberApi.as_view(), name="api-study-member"),
     path("studies/<slug:slug>/systems", StudySystemListApi.as_view(), name="api-study-systems"),
+    path("studies/<slug:slug>/invitations", StudyInvitationListApi.as_view(), name="api-study-invitations"),
+    path(
+        "studies/<slug:slug>/invitations/<int:invitation_id>/resend",
+        StudyInvitationResendApi.as_view(),
+        name="api-study-invitation-resend",
+    ),
+    path(
+        "studies/<slug:slug>/invitations/<int:invitation_id>/revoke",
+        StudyInvitationRevokeApi.as_view(),
+        name="api-study-invitation-revoke",
+    ),
     path("accounts", AccountListApi.as_view(), name="api-accounts"),
     path("accounts/<str:username>/role", AccountRoleApi.as_view(), name="api-account-role"),
     path("invitations", InvitationListApi.as_view(), name="api-invitations"),

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
@@ -14,8 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import selectors
+from annotations.api.errors import api_validation_error
 from annotations.models import SCALE_CHOICES, ScreeningHit, Study
 from annotations.permissions import studies_visible_to
+from annotations.selectors_history import HISTORY_KINDS, history_line, study_history_events
 from annotations.services.comparisons import comparisons_build, responses_screen, screening_hit_resolve
 from annotations.services.importing import ImportFailed, import_study_file
 from annotations.services.studies import SLUG_UNAVAILABLE, study_close, study_create, study_criteria, study_open
@@ -81,7 +83,7 @@ class StudyListCreateApi(ListAPIView):
         except DjangoValidationError as exc:
             if any(error.code == "slug_taken" for error in getattr(exc, "error_dict", {}).get("slug", [])):
                 raise SlugTaken from None
-            raise ValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages) from None
+            raise api_validation_error(exc) from None
         return Response(StudyOutput(study).data, status=status.HTTP_201_CREATED)
 
 
@@ -150,7 +152,7 @@ class StudyBuildComparisonsApi(APIView):
                 actor=request.user,
             )
         except DjangoValidationError as exc:
-            raise ValidationError(exc.message_dict) from None
+            raise api_validation_error(exc) from None
         screening = responses_screen(study=study)
         return Response({"created": created, "open_screening_hits": screening.open_hits})
 
@@ -160,6 +162,10 @@ class StatusInput(serializers.Serializer):
 
 
 class StudyStatusApi(APIView):
+    """Open a draft study, reopen a closed one (`open`), or close it (`close`). Closing stops new pairs,
+    submissions and revisions; pairs in hand and their drafts stay with their clinicians; reports and exports
+    still work. Every change is in the study's history."""
+
     action = "open"
 
     @extend_schema(request=StatusInput, responses=StudyOutput)
@@ -177,6 +183,45 @@ class StudyStatusApi(APIView):
         except DjangoValidationError as exc:
             raise ValidationError({"status": exc.messages}) from None
         return Response(StudyOutput(study).data)
+
+
+class HistoryLineOutput(serializers.Serializer):
+    when = serializers.DateTimeField()
+    who = serializers.CharField()
+    what = serializers.CharField(help_text="The change in plain words.")
+    action = serializers.CharField(help_text="The audit action, e.g. `study.close`.")
+
+
+class StudyHistoryApi(ListAPIView):
+    """The study's history in plain words, newest first, read from the audit log."""
+
+    serializer_class = HistoryLineOutput
+
+    def get_queryset(self):
+        study = api_study(self.request, self.kwargs["slug"])
+        kind = self.request.query_params.get("kind", "changes")
+        if kind not in HISTORY_KINDS:
+            raise ValidationError({"kind": [f"Choose one of: {', '.join(HISTORY_KINDS)}."]})
+        return study_history_events(study=study, kind=kind)
+
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        lines = [history_line(event) for event in (page if page is not None else self.get_queryset())]
+        data = HistoryLineOutput(lines, many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "kind",
+                str,
+                enum=[*HISTORY_KINDS],
+                description="Which changes; `changes` (default) leaves out per-pair rating work.",
+            )
+        ]
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
 class ScreeningHitOutput(serializers.Serializer):
@@ -256,6 +301,7 @@ urlpatterns = [
     ),
     path("studies/<slug:slug>/open", StudyStatusApi.as_view(action="open"), name="api-study-open"),
     path("studies/<slug:slug>/close", StudyStatusApi.as_view(action="close"), name="api-study-close"),
+    path("studies/<slug:slug>/history", StudyHistoryApi.as_view(), name="api-study-history"),
     path("studies/<slug:slug>/screening-hits", ScreeningHitListApi.as_view(), name="api-study-screening-hits"),
     path(
         "studies/<slug:slug>/screening-hits/<int:hit_id>/resolve",

@@ -19,8 +19,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -28,7 +29,9 @@ from annotations.csvsafe import csv_writer
 from annotations.lockout import client_address
 from annotations.models import (
     ApiToken,
+    Assignment,
     AuditEvent,
+    Comparison,
     Invitation,
     PasswordResetLink,
     Profile,
@@ -37,7 +40,7 @@ from annotations.models import (
     StudyMembership,
 )
 from annotations.services.audit import audit_record
-from annotations.services.studies import membership_set
+from annotations.services.studies import MAX_QUOTA, membership_set
 
 DEFAULT_INVITATION_DAYS = 7
 
@@ -126,6 +129,11 @@ def account_create(
     return user
 
 
+def _quota_check(quota: int | None) -> None:
+    if quota is not None and not 1 <= quota <= MAX_QUOTA:
+        raise ValidationError({"quota": f"A quota is a number of pairs from 1 to {MAX_QUOTA:,}, or empty for none."})
+
+
 @transaction.atomic
 def invitation_create(
     *,
@@ -134,19 +142,30 @@ def invitation_create(
     actor: AbstractBaseUser | None,
     study: Study | None = None,
     valid_for: timedelta = timedelta(days=DEFAULT_INVITATION_DAYS),
+    quota: int | None = None,
 ) -> Invitation:
-    """An invitation link that expires. With a study, accepting it also adds the account to that study."""
+    """An invitation link that expires. With a study, accepting it also adds the account to that study
+    (with `quota`, pairs a clinician is asked to rate, carried into the membership)."""
     if role not in Profile.Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}."})
     if study is not None and role == Profile.Role.ADMIN:
         raise ValidationError({"study": "Admins are not invited into a study."})
     if valid_for <= timedelta(0):
         raise ValidationError({"expires_at": "An invitation must be valid for some time."})
+    _quota_check(quota)
+    if quota is not None and role != Profile.Role.CLINICIAN:
+        raise ValidationError({"quota": "Only clinicians rate pairs, so only they get a quota."})
+    if quota is not None and study is None:
+        raise ValidationError({"quota": "A quota belongs to a study: choose the study too."})
+    now = timezone.now()
     invitation = Invitation(
         email=email,
         role=role,
         study=study,
-        expires_at=timezone.now() + valid_for,
+        expires_at=now + valid_for,
+        quota=quota,
+        sent_count=1,
+        last_sent_at=now,
         created_by=actor if actor is not None and actor.is_authenticated else None,
     )
     invitation.full_clean(exclude=["created_by"])
@@ -157,21 +176,54 @@ def invitation_create(
         action="invitation.create",
         study=study,
         obj=invitation,
-        data={"email": email, "role": role, "expires_at": invitation.expires_at.isoformat()},
+        data={"email": email, "role": role, "expires_at": invitation.expires_at.isoformat(), "quota": quota},
         actor_label="" if actor else "manage.py",
     )
     return invitation
 
 
+class InvitationState:
+    """What the People page and the API call an invitation's state (one place decides it)."""
+
+    ACCEPTED = "accepted"
+    PENDING = "pending"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+def invitation_state(invitation: Invitation, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    if invitation.accepted_at is not None:
+        return InvitationState.ACCEPTED
+    if invitation.revoked_at is not None:
+        return InvitationState.REVOKED
+    if invitation.expires_at <= now:
+        return InvitationState.EXPIRED
+    return InvitationState.PENDING
+
+
 def invitation_usable(token: str) -> Invitation | None:
-    """The invitation for `token` if it is still open (not accepted, not expired); None otherwise."""
+    """The invitation for `token` if it is still open (not accepted, revoked or expired); None otherwise."""
     if not token or len(token) > 64:
         return None
     return (
         Invitation.objects.select_related("study")
-        .filter(token=token, accepted_at__isnull=True, expires_at__gt=timezone.now())
+        .filter(token=token, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
         .first()
     )
+
+
+def invitation_refusal(token: str) -> str:
+    """Why a link that is not usable is refused, in words the person holding it can act on."""
+    invitation = Invitation.objects.filter(token=token).first() if token and len(token) <= 64 else None
+    state = invitation_state(invitation) if invitation is not None else None
+    if state == InvitationState.REVOKED:
+        return "This invitation was withdrawn by the study team. Ask them for a new one if you still expect it."
+    if state == InvitationState.ACCEPTED:
+        return "This invitation has already been used to create an account. Log in with that account instead."
+    if state == InvitationState.EXPIRED:
+        return "This invitation has expired. Ask the person who invited you to send it again."
+    return "This invitation link is not valid. Check that you copied the whole link."
 
 
 @transaction.atomic
@@ -182,15 +234,16 @@ def invitation_accept(
     password: str,
     details: ClinicianDetails | None = None,
 ) -> AbstractBaseUser:
-    """Create the invited account. Raises ValidationError if the link is used, expired or the input is invalid."""
-    # Locking the row makes a double submit create one account, not two.
+    """Create the invited account. Raises ValidationError if the link is used, revoked, expired or the input
+    is invalid."""
+    # Locking the row makes a double submit create one account, not two, and orders accept against revoke.
     invitation = (
         Invitation.objects.select_for_update()
-        .filter(token=token, accepted_at__isnull=True, expires_at__gt=timezone.now())
+        .filter(token=token, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now())
         .first()
     )
     if invitation is None:
-        raise ValidationError("This invitation link is invalid, used or expired.")
+        raise ValidationError(invitation_refusal(token), code="invitation_unusable")
     user = _account_build(
         username=username, email=invitation.email, role=invitation.role, password=password, details=details
     )
@@ -209,8 +262,91 @@ def invitation_accept(
             if invitation.role == Profile.Role.CLINICIAN
             else StudyMembership.Role.RESEARCHER
         )
-        membership_set(study=invitation.study, user=user, role=study_role, actor=invitation.created_by)
+        quota = invitation.quota if study_role == StudyMembership.Role.CLINICIAN else None
+        membership_set(study=invitation.study, user=user, role=study_role, actor=invitation.created_by, quota=quota)
     return user
+
+
+def _invitation_locked(invitation: Invitation) -> Invitation:
+    return Invitation.objects.select_for_update(of=("self",)).select_related("study").get(pk=invitation.pk)
+
+
+@transaction.atomic
+def invitation_resend(
+    *, invitation: Invitation, actor: AbstractBaseUser | None, valid_for: timedelta | None = None
+) -> Invitation:
+    """Send an invitation again: a new expiry counted from now (the link stays the same), one more send.
+    Refused once it is accepted or revoked; an expired one comes back to life."""
+    locked = _invitation_locked(invitation)
+    state = invitation_state(locked)
+    if state == InvitationState.ACCEPTED:
+        raise ValidationError("This invitation was already accepted; there is nothing to resend.", code="accepted")
+    if state == InvitationState.REVOKED:
+        raise ValidationError("This invitation was revoked; invite the person again instead.", code="revoked")
+    valid_for = valid_for or timedelta(days=DEFAULT_INVITATION_DAYS)
+    if valid_for <= timedelta(0):
+        raise ValidationError({"expires_at": "An invitation must be valid for some time."})
+    now = timezone.now()
+    locked.expires_at = now + valid_for
+    locked.sent_count = F("sent_count") + 1
+    locked.last_sent_at = now
+    locked.save(update_fields=["expires_at", "sent_count", "last_sent_at"])
+    locked.refresh_from_db(fields=["sent_count"])
+    audit_record(
+        actor=actor,
+        action="invitation.resend",
+        study=locked.study,
+        obj=locked,
+        data={"email": locked.email, "expires_at": locked.expires_at.isoformat(), "sent_count": locked.sent_count},
+        actor_label="" if actor else "manage.py",
+    )
+    return locked
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation, actor: AbstractBaseUser | None) -> Invitation:
+    """Withdraw an invitation: its link stops working at once. Refused once accepted (remove the member
+    instead); revoking twice is a no-op."""
+    locked = _invitation_locked(invitation)
+    if locked.accepted_at is not None:
+        raise ValidationError(
+            "This invitation was already accepted; remove the member from the study instead.", code="accepted"
+        )
+    if locked.revoked_at is not None:
+        return locked
+    locked.revoked_at = timezone.now()
+    locked.save(update_fields=["revoked_at"])
+    audit_record(
+        actor=actor,
+        action="invitation.revoke",
+        study=locked.study,
+        obj=locked,
+        data={"email": locked.email, "role": locked.role},
+        actor_label="" if actor else "manage.py",
+    )
+    return locked
+
+
+def invitations_of_study(*, study: Study) -> QuerySet[Invitation]:
+    """A study's invitations, newest first (for its People page, the API and the command)."""
+    return Invitation.objects.filter(study=study).select_related("created_by").order_by("-created_at", "-pk")
+
+
+def invitation_email_send(*, invitation: Invitation, link: str) -> bool:
+    """Email the link when the deployment configured an email backend; False when it did not (the page then
+    shows the link to copy). Sending happens after commit, so a slow mail server never holds a transaction."""
+    if not settings.is_overridden("EMAIL_BACKEND"):
+        return False
+    study_line = f" to the study \u201c{invitation.study.title}\u201d" if invitation.study_id else ""
+    body = (
+        f"You are invited{study_line} on evalplatform as a {invitation.role}.\n\n"
+        f"Open this link to choose a username and password (it expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC):\n"
+        f"{link}\n"
+    )
+    transaction.on_commit(
+        lambda: send_mail("Your invitation to evalplatform", body, None, [invitation.email], fail_silently=True)
+    )
+    return True
 
 
 @transaction.atomic
@@ -263,23 +399,106 @@ def study_member_set(
     return membership_set(study=study, user=user, role=role, actor=actor, quota=quota)
 
 
+@dataclass(frozen=True)
+class MemberWork:
+    """What a member has in hand in a study: what removing them does to it (said before, and after)."""
+
+    leased: int = 0
+    submitted: int = 0
+    drafts: int = 0
+
+
+def member_work(*, study: Study, user: AbstractBaseUser) -> MemberWork:
+    rater = Rater.objects.filter(user=user).first()
+    if rater is None:
+        return MemberWork()
+    counts = Assignment.objects.filter(study=study, rater=rater).aggregate(
+        leased=Count("pk", filter=Q(status=Assignment.Status.LEASED)),
+        submitted=Count("pk", filter=Q(status=Assignment.Status.SUBMITTED)),
+        drafts=Count("pk", filter=Q(status=Assignment.Status.LEASED) & ~Q(draft={})),
+    )
+    return MemberWork(leased=counts["leased"], submitted=counts["submitted"], drafts=counts["drafts"])
+
+
+def _leases_release(*, study: Study, rater: Rater) -> int:
+    """End a rater's live leases in a study and give their places back to the pool (as an expiry does).
+    The caller holds the transaction. Each row is ended with a conditional update, so a lease that the
+    rater submits or skips at the same moment is counted once."""
+    released = 0
+    rows = Assignment.objects.filter(study=study, rater=rater, status=Assignment.Status.LEASED)
+    for pk, comparison_id, purpose in rows.values_list("pk", "comparison_id", "purpose"):
+        changed = Assignment.objects.filter(pk=pk, status=Assignment.Status.LEASED).update(
+            status=Assignment.Status.EXPIRED
+        )
+        if not changed:
+            continue
+        released += 1
+        if purpose == Assignment.Purpose.RATING:  # only rating leases hold one of a comparison's k places
+            Comparison.objects.filter(pk=comparison_id, active_assignments__gt=0).update(
+                active_assignments=F("active_assignments") - 1
+            )
+    return released
+
+
 @transaction.atomic
-def study_member_remove(*, study: Study, user: AbstractBaseUser, actor: AbstractBaseUser | None) -> None:
-    """Remove a member (audited). Their past ratings stay; they lose access to the study."""
+def study_member_remove(*, study: Study, user: AbstractBaseUser, actor: AbstractBaseUser | None) -> MemberWork:
+    """Remove a member (audited). They lose access to the study at once. A clinician's pairs in hand are
+    released to other clinicians (drafts stay on the released rows, unseen); submitted ratings are kept and
+    still count in reports and exports. Returns what was released and kept."""
     Study.objects.select_for_update().get(pk=study.pk)
     membership = StudyMembership.objects.filter(study=study, user=user).first()
     if membership is None:
         raise ValidationError({"user": "Not a member of this study."})
     if membership.role == StudyMembership.Role.OWNER:
         _ensure_another_owner(study=study, user=user)
+    work = member_work(study=study, user=user)
+    released = 0
+    rater = Rater.objects.filter(user=user).first()
+    if rater is not None:
+        released = _leases_release(study=study, rater=rater)
     membership.delete()
     audit_record(
         actor=actor,
         action="membership.remove",
         study=study,
         obj=user,
-        data={"user": user.get_username(), "role": membership.role},
+        data={
+            "user": user.get_username(),
+            "role": membership.role,
+            "leases_released": released,
+            "ratings_kept": work.submitted,
+        },
+        actor_label="" if actor else "manage.py",
     )
+    return MemberWork(leased=released, submitted=work.submitted, drafts=work.drafts)
+
+
+@transaction.atomic
+def membership_quota_set(
+    *, study: Study, user: AbstractBaseUser, quota: int | None, actor: AbstractBaseUser | None
+) -> StudyMembership:
+    """Set (or clear, with None) a clinician's personal quota: the pairs they are asked to rate in this study.
+    Without one, the study's per-rater quota applies, if any."""
+    _quota_check(quota)
+    membership = StudyMembership.objects.select_for_update().filter(study=study, user=user).first()
+    if membership is None:
+        raise ValidationError({"user": "Not a member of this study."})
+    if membership.role != StudyMembership.Role.CLINICIAN:
+        raise ValidationError({"quota": "Only clinicians rate pairs, so only they get a quota."})
+    previous = membership.quota
+    if previous == quota:
+        return membership
+    membership.quota = quota
+    membership.save(update_fields=["quota"])
+    audit_record(
+        actor=actor,
+        action="membership.quota",
+        study=study,
+        obj=membership,
+        data={"user": user.get_username(), "from": previous, "to": quota},
+        actor_label="" if actor else "manage.py",
+    )
+    return membership
 
 
 def _ensure_another_owner(*, study: Study, user: AbstractBaseUser) -> None:

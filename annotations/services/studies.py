@@ -1,9 +1,12 @@
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotations.models import Criterion, ScreeningHit, Study, StudyCriterion, StudyMembership
+from annotations.models import Assignment, Criterion, ScreeningHit, Study, StudyCriterion, StudyMembership
 from annotations.rubric import DEFAULT_CRITERIA
 from annotations.services.audit import audit_record
 
@@ -91,9 +94,11 @@ def study_criteria(study: Study) -> list[Criterion]:
 
 @transaction.atomic
 def study_open(*, study: Study, actor: AbstractBaseUser | None, override_screening: bool = False) -> Study:
+    """Open a draft study for rating, or reopen a closed one (recorded as a reopening). Opening twice is a no-op."""
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status == Study.Status.OPEN:
         return study
+    reopening = study.status == Study.Status.CLOSED
     open_hits = ScreeningHit.objects.filter(
         response__study=study, resolution=ScreeningHit.Resolution.OPEN, response__excluded=False
     ).count()
@@ -103,28 +108,66 @@ def study_open(*, study: Study, actor: AbstractBaseUser | None, override_screeni
         )
     if not study.comparisons.filter(excluded=False).exists():
         raise ValidationError("The study has no comparisons yet; build them first.")
+    closed_at = study.closed_at
     study.status = Study.Status.OPEN
-    study.opened_at = timezone.now()
+    if not reopening or study.opened_at is None:
+        study.opened_at = timezone.now()
+    study.closed_at = None
     if override_screening:
         study.screening_override = True
-    study.save(update_fields=["status", "opened_at", "screening_override"])
+    study.save(update_fields=["status", "opened_at", "closed_at", "screening_override"])
+    data: dict = {"override": override_screening, "open_hits": open_hits}
+    if reopening:
+        data["closed_at"] = closed_at.isoformat() if closed_at else None
     audit_record(
         actor=actor,
-        action="study.open",
+        action="study.reopen" if reopening else "study.open",
         study=study,
         obj=study,
-        data={"override": override_screening, "open_hits": open_hits},
+        data=data,
     )
     return study
 
 
+@dataclass(frozen=True)
+class CloseEffects:
+    """What closing a study touches now, for the confirmation page (and the audit row)."""
+
+    leases_open: int
+    drafts: int
+    submitted: int
+
+
+def study_close_effects(*, study: Study) -> CloseEffects:
+    counts = Assignment.objects.filter(study=study).aggregate(
+        leases_open=Count("pk", filter=Q(status=Assignment.Status.LEASED)),
+        drafts=Count("pk", filter=Q(status=Assignment.Status.LEASED) & ~Q(draft={})),
+        submitted=Count("pk", filter=Q(status=Assignment.Status.SUBMITTED)),
+    )
+    return CloseEffects(**counts)
+
+
 @transaction.atomic
 def study_close(*, study: Study, actor: AbstractBaseUser | None) -> Study:
+    """Close a study: no pair is handed out, submitted, revised or taken back until it is reopened.
+
+    Leases are left as they are (not ended), so a clinician's pair and draft are still theirs if the study is
+    reopened before the lease runs out; reports and exports read the submitted ratings as before."""
     study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status == Study.Status.CLOSED:
+        return study
+    effects = study_close_effects(study=study)
+    previous = study.status
     study.status = Study.Status.CLOSED
     study.closed_at = timezone.now()
     study.save(update_fields=["status", "closed_at"])
-    audit_record(actor=actor, action="study.close", study=study, obj=study)
+    audit_record(
+        actor=actor,
+        action="study.close",
+        study=study,
+        obj=study,
+        data={"from": previous, "leases_open": effects.leases_open, "submitted": effects.submitted},
+    )
     return study
 
 

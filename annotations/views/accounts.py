@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 from annotations.lockout import lockouts_active
 from annotations.models import Invitation, Profile, Study, StudyMembership
 from annotations.permissions import lockout_usernames_visible_to
+from annotations.plain import error_text
 from annotations.services import accounts as account_services
 from annotations.views.common import study_for
 
@@ -39,7 +40,12 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     """Anyone holding an open invitation link chooses a username and password here."""
     invitation = account_services.invitation_usable(token)
     if invitation is None:
-        return render(request, "accounts/invitation_invalid.html", status=404)
+        return render(
+            request,
+            "accounts/invitation_invalid.html",
+            {"reason": account_services.invitation_refusal(token)},
+            status=404,
+        )
     errors: list[str] = []
     if request.method == "POST":
         password = request.POST.get("password", "")
@@ -159,7 +165,7 @@ def invitation_list(request: HttpRequest) -> HttpResponse:
             study = Study.objects.filter(slug=slug).first()
         try:
             if slug and study is None:
-                raise ValidationError(f"No study {slug!r}.")
+                raise ValidationError({"study": f"No study with the slug “{slug}”."})
             days = int(request.POST.get("days") or account_services.DEFAULT_INVITATION_DAYS)
             invitation = account_services.invitation_create(
                 email=request.POST.get("email", "").strip(),
@@ -169,7 +175,7 @@ def invitation_list(request: HttpRequest) -> HttpResponse:
                 actor=request.user,
             )
         except (ValidationError, ValueError) as exc:
-            text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            text = error_text(exc) if isinstance(exc, ValidationError) else "The number of days must be a number."
             messages.error(request, f"Could not create the invitation: {text}")
         else:
             link = request.build_absolute_uri(reverse("invitation-accept", args=[invitation.token]))
@@ -183,8 +189,57 @@ def invitation_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _invitation_link(request: HttpRequest, invitation: Invitation) -> str:
+    return request.build_absolute_uri(reverse("invitation-accept", args=[invitation.token]))
+
+
+def _quota_from(raw: str) -> int | None:
+    """A quota field: empty means none; anything else must be a whole number (the service checks the range)."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise ValidationError({"quota": "Enter the quota as a whole number of pairs, or leave it empty."})
+    return int(raw)
+
+
+def _people_context(request: HttpRequest, study: Study, can_manage: bool) -> dict:
+    members = list(
+        StudyMembership.objects.filter(study=study).select_related("user").order_by("role", "user__username")
+    )
+    now = timezone.now()
+    invitations = [
+        {
+            "invitation": invitation,
+            "state": account_services.invitation_state(invitation, now),
+            "link": _invitation_link(request, invitation) if can_manage else "",
+        }
+        for invitation in account_services.invitations_of_study(study=study)[:500]
+    ]
+    counts = {state: 0 for state in ("pending", "accepted", "expired", "revoked")}
+    for row in invitations:
+        counts[row["state"]] += 1
+    return {
+        "study": study,
+        "members": members,
+        "clinicians": [m for m in members if m.role == StudyMembership.Role.CLINICIAN],
+        "team": [m for m in members if m.role != StudyMembership.Role.CLINICIAN],
+        "invitations": invitations,
+        "invitation_counts": counts,
+        "can_manage": can_manage,
+        # view_members means admin or a researcher of this study: either may reset its clinicians' passwords.
+        "can_reset": True,
+        "roles": StudyMembership.Role.choices,
+        "invite_roles": [(Profile.Role.CLINICIAN, "Clinician (rates pairs)"), (Profile.Role.RESEARCHER, "Researcher")],
+        "default_days": account_services.DEFAULT_INVITATION_DAYS,
+        "study_quota": study.quota_per_rater,
+        "new_link": request.session.pop("people_new_link", None),
+    }
+
+
 @login_required
 def study_members(request: HttpRequest, slug: str) -> HttpResponse:
+    """The study's People page: members, invitations and their state; owners and admins manage them here."""
     study = study_for(request, slug, "annotations.view_members")
     can_manage = request.user.has_perm("annotations.manage_members", study)
     if request.method == "POST":
@@ -196,38 +251,132 @@ def study_members(request: HttpRequest, slug: str) -> HttpResponse:
                 username=request.POST.get("username", "").strip()[:150],
                 role=request.POST.get("role", ""),
                 actor=request.user,
+                quota=_quota_from(request.POST.get("quota", "")),
             )
         except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
+            messages.error(request, error_text(exc))
         else:
             messages.success(request, f"{membership.user.get_username()} is now a {membership.role} of this study.")
         return redirect("study-members", slug=slug)
-    members = StudyMembership.objects.filter(study=study).select_related("user").order_by("role", "user__username")
-    return render(
-        request,
-        "accounts/members.html",
-        {
-            "study": study,
-            "members": members,
-            "can_manage": can_manage,
-            # view_members means admin or a researcher of this study: either may reset its clinicians' passwords.
-            "can_reset": True,
-            "roles": StudyMembership.Role.choices,
-        },
-    )
+    return render(request, "studies/people.html", _people_context(request, study, can_manage))
+
+
+def _manage_members(request: HttpRequest, slug: str) -> Study:
+    study = study_for(request, slug, "annotations.view_members")
+    if not request.user.has_perm("annotations.manage_members", study):
+        raise PermissionDenied
+    return study
 
 
 @login_required
 @require_POST
-def study_member_remove(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
-    study = study_for(request, slug, "annotations.view_members")
-    if not request.user.has_perm("annotations.manage_members", study):
-        raise PermissionDenied
-    membership = get_object_or_404(StudyMembership, study=study, user_id=user_id)
+def study_invite(request: HttpRequest, slug: str) -> HttpResponse:
+    """Invite a clinician or researcher into this study; the link is shown to copy (and emailed if configured)."""
+    study = _manage_members(request, slug)
     try:
-        account_services.study_member_remove(study=study, user=membership.user, actor=request.user)
+        role = request.POST.get("role", "")
+        if role not in (Profile.Role.CLINICIAN, Profile.Role.RESEARCHER):
+            raise ValidationError({"role": "Choose clinician or researcher."})
+        days = request.POST.get("days", "").strip() or str(account_services.DEFAULT_INVITATION_DAYS)
+        if not days.isdigit() or not 1 <= int(days) <= 90:
+            raise ValidationError({"days": "An invitation is valid for 1 to 90 days."})
+        invitation = account_services.invitation_create(
+            email=request.POST.get("email", "").strip()[:254],
+            role=role,
+            study=study,
+            valid_for=timedelta(days=int(days)),
+            quota=_quota_from(request.POST.get("quota", "")),
+            actor=request.user,
+        )
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+        messages.error(request, f"Could not invite: {error_text(exc)}")
+        return redirect("study-members", slug=slug)
+    link = _invitation_link(request, invitation)
+    emailed = account_services.invitation_email_send(invitation=invitation, link=link)
+    request.session["people_new_link"] = {"email": invitation.email, "link": link, "emailed": emailed}
+    return redirect("study-members", slug=slug)
+
+
+def _study_invitation(study: Study, invitation_id: int) -> Invitation:
+    return get_object_or_404(Invitation, pk=invitation_id, study=study)
+
+
+@login_required
+@require_POST
+def study_invitation_resend(request: HttpRequest, slug: str, invitation_id: int) -> HttpResponse:
+    study = _manage_members(request, slug)
+    invitation = _study_invitation(study, invitation_id)
+    try:
+        invitation = account_services.invitation_resend(invitation=invitation, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, error_text(exc))
+        return redirect("study-members", slug=slug)
+    link = _invitation_link(request, invitation)
+    emailed = account_services.invitation_email_send(invitation=invitation, link=link)
+    request.session["people_new_link"] = {"email": invitation.email, "link": link, "emailed": emailed}
+    messages.success(
+        request,
+        f"The invitation to {invitation.email} is valid again until {invitation.expires_at:%Y-%m-%d %H:%M} UTC "
+        f"(sent {invitation.sent_count} times).",
+    )
+    return redirect("study-members", slug=slug)
+
+
+@login_required
+@require_POST
+def study_invitation_revoke(request: HttpRequest, slug: str, invitation_id: int) -> HttpResponse:
+    study = _manage_members(request, slug)
+    invitation = _study_invitation(study, invitation_id)
+    try:
+        account_services.invitation_revoke(invitation=invitation, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, error_text(exc))
+    else:
+        messages.success(request, f"The invitation to {invitation.email} is revoked: its link no longer works.")
+    return redirect("study-members", slug=slug)
+
+
+@login_required
+@require_POST
+def study_member_quota(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
+    study = _manage_members(request, slug)
+    membership = get_object_or_404(StudyMembership.objects.select_related("user"), study=study, user_id=user_id)
+    try:
+        quota = _quota_from(request.POST.get("quota", ""))
+        account_services.membership_quota_set(study=study, user=membership.user, quota=quota, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, f"Could not set the quota: {error_text(exc)}")
+    else:
+        who = membership.user.get_username()
+        if quota is None:
+            messages.success(request, f"{who} has no personal quota now; the study's default applies.")
+        else:
+            messages.success(request, f"{who} is asked to rate {quota} pairs.")
+    return redirect("study-members", slug=slug)
+
+
+@login_required
+def study_member_remove(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
+    """GET: a confirmation page saying what removing this member does to their work. POST: remove them."""
+    study = _manage_members(request, slug)
+    membership = get_object_or_404(StudyMembership.objects.select_related("user"), study=study, user_id=user_id)
+    if request.method != "POST":
+        work = account_services.member_work(study=study, user=membership.user)
+        return render(
+            request, "accounts/member_remove_confirm.html", {"study": study, "membership": membership, "work": work}
+        )
+    try:
+        work = account_services.study_member_remove(study=study, user=membership.user, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, f"Could not remove {membership.user.get_username()}: {error_text(exc)}")
+    else:
+        text = f"{membership.user.get_username()} is removed from this study."
+        if membership.role == StudyMembership.Role.CLINICIAN:
+            text += (
+                f" {work.leased} pair(s) they had in hand went back to the pool; "
+                f"their {work.submitted} submitted rating set(s) are kept."
+            )
+        messages.success(request, text)
     return redirect("study-members", slug=slug)
 
 
@@ -378,6 +527,18 @@ urlpatterns = [
     path("admin-tools/audit/export.jsonl", audit_export, {"fmt": "jsonl"}, name="audit-export-json"),
     path("admin-tools/invitations/", invitation_list, name="invitation-list"),
     path("studies/<slug:slug>/members/", study_members, name="study-members"),
+    path("studies/<slug:slug>/members/invite", study_invite, name="study-invite"),
+    path(
+        "studies/<slug:slug>/members/invitations/<int:invitation_id>/resend",
+        study_invitation_resend,
+        name="study-invitation-resend",
+    ),
+    path(
+        "studies/<slug:slug>/members/invitations/<int:invitation_id>/revoke",
+        study_invitation_revoke,
+        name="study-invitation-revoke",
+    ),
+    path("studies/<slug:slug>/members/<int:user_id>/quota", study_member_quota, name="study-member-quota"),
     path("studies/<slug:slug>/members/<int:user_id>/remove", study_member_remove, name="study-member-remove"),
     path("accounts/me/", account, name="account"),
     path("accounts/me/password/", AuditedPasswordChangeView.as_view(), name="password-change"),

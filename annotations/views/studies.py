@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,11 +11,13 @@ from django.views.decorators.http import require_GET, require_POST
 from kombu import Connection
 
 from annotations import selectors
-from annotations.models import ScreeningHit
+from annotations.models import ScreeningHit, Study
 from annotations.permissions import is_admin, is_clinician, studies_visible_to
+from annotations.plain import error_text
+from annotations.selectors_history import HISTORY_KINDS, history_line, study_history_events
 from annotations.services.comparisons import comparisons_build, responses_screen, screening_hit_resolve
 from annotations.services.importing import ImportFailed, import_study_file
-from annotations.services.studies import study_close, study_create, study_criteria, study_open
+from annotations.services.studies import study_close, study_close_effects, study_create, study_criteria, study_open
 from annotations.views.common import study_for
 
 
@@ -41,7 +44,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
                 owner=request.user,
             )
         except (ValidationError, ValueError) as exc:
-            text = " ".join(exc.messages) if isinstance(exc, ValidationError) else "Scale and overlap must be numbers."
+            text = error_text(exc) if isinstance(exc, ValidationError) else "Scale and overlap must be whole numbers."
             messages.error(request, f"Could not create the study: {text}")
             return redirect("study-list")
         return redirect("study-detail", slug=study.slug)
@@ -56,8 +59,11 @@ def study_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def study_detail(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for(request, slug)
+    recent = study_history_events(study=study, kind="lifecycle")[:5]
     context = {
         "study": study,
+        "recent_history": [history_line(event) for event in recent],
+        "can_manage": request.user.has_perm("annotations.manage_study", study),
         "overview": selectors.study_overview(study=study),
         "criteria": study_criteria(study),
         "hits": selectors.screening_hits_open(study=study)[:200],
@@ -99,7 +105,8 @@ def study_build_comparisons(request: HttpRequest, slug: str) -> HttpResponse:
             actor=request.user,
         )
     except (ValidationError, ValueError) as exc:
-        messages.error(request, f"Could not build comparisons: {exc}")
+        text = error_text(exc) if isinstance(exc, ValidationError) else "Budget and seed must be whole numbers."
+        messages.error(request, f"Could not build comparisons: {text}")
         return redirect("study-detail", slug=slug)
     messages.success(request, f"Created {created} comparisons.")
     return redirect("study-detail", slug=slug)
@@ -107,16 +114,66 @@ def study_build_comparisons(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def study_status(request: HttpRequest, slug: str, action: str) -> HttpResponse:
+def study_open_view(request: HttpRequest, slug: str) -> HttpResponse:
+    """Open a draft study, or reopen a closed one."""
     study = study_for(request, slug, "annotations.manage_study")
+    reopening = study.status == Study.Status.CLOSED
     try:
-        if action == "open":
-            study_open(study=study, actor=request.user, override_screening=request.POST.get("override") == "1")
+        study_open(study=study, actor=request.user, override_screening=request.POST.get("override") == "1")
+    except ValidationError as exc:
+        messages.error(request, f"Could not {'reopen' if reopening else 'open'} the study: {error_text(exc)}")
+    else:
+        messages.success(
+            request,
+            "The study is open again: clinicians can rate." if reopening else "The study is open: clinicians can rate.",
+        )
+    return redirect("study-detail", slug=slug)
+
+
+@login_required
+def study_close_view(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET: what closing does, with a confirm button. POST with confirm=yes: close the study."""
+    study = study_for(request, slug, "annotations.manage_study")
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        if study.status == Study.Status.CLOSED:
+            messages.info(request, "The study was already closed.")
         else:
             study_close(study=study, actor=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    return redirect("study-detail", slug=slug)
+            messages.success(request, "The study is closed. You can reopen it from this page.")
+        return redirect("study-detail", slug=slug)
+    if request.method == "POST":
+        # A close without the confirmation (an old form, a script) lands on the page that asks for it.
+        return redirect("study-close", slug=slug)
+    if study.status == Study.Status.CLOSED:
+        messages.info(request, "The study is already closed.")
+        return redirect("study-detail", slug=slug)
+    context = {
+        "study": study,
+        "effects": study_close_effects(study=study),
+        "can_manage": True,
+    }
+    return render(request, "studies/close_confirm.html", context)
+
+
+HISTORY_PAGE_SIZE = 50
+
+
+@login_required
+def study_history(request: HttpRequest, slug: str) -> HttpResponse:
+    """Who changed what in the study and when, in plain words, from its audit rows."""
+    study = study_for(request, slug)
+    kind = request.GET.get("kind", "changes")
+    if kind not in HISTORY_KINDS:
+        kind = "changes"
+    page = Paginator(study_history_events(study=study, kind=kind), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "study": study,
+        "page": page,
+        "lines": [history_line(event) for event in page.object_list],
+        "kind": kind,
+        "kinds": HISTORY_KINDS.items(),
+    }
+    return render(request, "studies/history.html", context)
 
 
 @login_required
@@ -127,7 +184,7 @@ def screening_resolve(request: HttpRequest, slug: str, hit_id: int) -> HttpRespo
     try:
         screening_hit_resolve(hit=hit, resolution=request.POST.get("resolution", ""), actor=request.user)
     except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+        messages.error(request, error_text(exc))
     return redirect("study-detail", slug=slug)
 
 
@@ -159,7 +216,8 @@ urlpatterns = [
     path("studies/<slug:slug>/", study_detail, name="study-detail"),
     path("studies/<slug:slug>/import", study_import, name="study-import"),
     path("studies/<slug:slug>/comparisons/build", study_build_comparisons, name="study-build-comparisons"),
-    path("studies/<slug:slug>/open", study_status, {"action": "open"}, name="study-open"),
-    path("studies/<slug:slug>/close", study_status, {"action": "close"}, name="study-close"),
+    path("studies/<slug:slug>/open", study_open_view, name="study-open"),
+    path("studies/<slug:slug>/close", study_close_view, name="study-close"),
+    path("studies/<slug:slug>/history/", study_history, name="study-history"),
     path("studies/<slug:slug>/screening/<int:hit_id>/resolve", screening_resolve, name="screening-resolve"),
 ]

@@ -1111,3 +1111,113 @@ ROUTES["api-weight-set-list"] = [
         ),
     ),
 ]
+
+
+# --- a study's People page, lifecycle and history (issue 12, items 1 and 4) ------------------------------------
+def _s1_invitation(w) -> dict[str, Any]:
+    return {"slug": w.study.slug, "invitation_id": _invitation(w).pk}
+
+
+ROUTES["study-invite"] = [
+    Check(method="post", kwargs=s1, data={"email": "new@example.org", "role": "clinician"}, expect=STUDY_FORM_POST)
+]
+ROUTES["study-invitation-resend"] = [Check(method="post", kwargs=_s1_invitation, expect=STUDY_FORM_POST)]
+ROUTES["study-invitation-revoke"] = [Check(method="post", kwargs=_s1_invitation, expect=STUDY_FORM_POST)]
+ROUTES["study-member-quota"] = [
+    Check(
+        method="post",
+        kwargs=lambda w: {"slug": w.study.slug, "user_id": w.clinician.pk},
+        data={"quota": "5"},
+        expect=STUDY_FORM_POST,
+    )
+]
+# The confirmation page comes first: the POST check below it removes the clinician.
+ROUTES["study-member-remove"] = [
+    Check(kwargs=lambda w: {"slug": w.study.slug, "user_id": w.clinician.pk}, expect=STUDY_PAGE),
+    *ROUTES["study-member-remove"],
+]
+ROUTES["study-close"] = [Check(kwargs=s1, expect=STUDY_PAGE), *ROUTES["study-close"]]
+ROUTES["study-history"] = [Check(kwargs=s1, expect=STUDY_PAGE)]
+ROUTES["api-study-history"] = [Check(kwargs=s1, expect=STUDY_API_READ)]
+ROUTES["api-study-invitations"] = [
+    Check(kwargs=s1, expect=STUDY_API_READ),
+    Check(
+        method="post",
+        kwargs=s1,
+        data={"email": "api-invitee@example.org", "role": "clinician", "quota": 10},
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=201
+        ),
+    ),
+]
+_STUDY_API_WRITE_200 = expect(
+    anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200
+)
+ROUTES["api-study-invitation-resend"] = [Check(method="post", kwargs=_s1_invitation, expect=_STUDY_API_WRITE_200)]
+ROUTES["api-study-invitation-revoke"] = [Check(method="post", kwargs=_s1_invitation, expect=_STUDY_API_WRITE_200)]
+# Setting the quota comes before the removal check of the same route.
+ROUTES["api-study-member"] = [
+    Check(
+        method="patch",
+        kwargs=lambda w: {"slug": w.study.slug, "username": w.clinician.username},
+        data={"quota": 12},
+        expect=_STUDY_API_WRITE_200,
+    ),
+    *ROUTES["api-study-member"],
+]
+
+
+# --- weight sweeps (annotations/views/sweeps.py, annotations/api/sweeps.py) ------------------------------------
+def _sweep_kwargs(w) -> dict[str, Any]:
+    """A MODPO sweep of s1 with one queued job (created once per route)."""
+    from annotations.models import Sweep, TrainingJob
+
+    sweep = Sweep.objects.filter(study=w.study, name="matrix-sweep").first()
+    if sweep is None:
+        sweep = Sweep.objects.create(study=w.study, kind="modpo", name="matrix-sweep")
+        job = TrainingJob.objects.create(
+            study=w.study, kind="modpo", criterion_key="empathy", weights={"empathy": 1.0}, sweep=sweep
+        )
+        sweep.weight_vectors = [
+            {"label": "Empathy 1", "weights": {"empathy": 1.0}, "job": str(job.public_id), "role": "dpo-baseline"}
+        ]
+        sweep.save(update_fields=["weight_vectors"])
+    return {"slug": w.study.slug, "public_id": sweep.public_id}
+
+
+# A launch without any weight vector comes back with the form (400) or the API's error (400).
+ROUTES["sweep-list"] = [
+    Check(kwargs=s1, expect=STUDY_PAGE),
+    Check(
+        method="post",
+        kwargs=s1,
+        data={"kind": "modpo", "name": "matrix"},
+        expect=expect(
+            anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+        ),
+    ),
+]
+ROUTES["sweep-detail"] = [Check(kwargs=_sweep_kwargs, expect=STUDY_PAGE)]
+ROUTES["sweep-cancel"] = [Check(method="post", kwargs=_sweep_kwargs, expect=STUDY_FORM_POST)]
+ROUTES["api-sweep-list"] = [
+    Check(kwargs=s1, expect=STUDY_API_READ),
+    Check(
+        method="post",
+        kwargs=s1,
+        data={"kind": "modpo", "export": "00000000-0000-0000-0000-000000000000", "base_model": "tiny"},
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+        ),
+    ),
+]
+ROUTES["api-sweep-detail"] = [Check(kwargs=_sweep_kwargs, expect=STUDY_API_READ)]
+# The researcher cancels the sweep's queued job; the admin then finds nothing left to cancel (400).
+ROUTES["api-sweep-cancel"] = [
+    Check(
+        method="post",
+        kwargs=_sweep_kwargs,
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=400
+        ),
+    )
+]
