@@ -11,6 +11,7 @@ from annotations.views import (
     studies,
     study_progress,
     surveys,
+    sweeps,
     workspace,
 )
 
@@ -26,4 +27,5 @@ urlpatterns = [
     *generation.urlpatterns,
     *items.urlpatterns,
     *surveys.urlpatterns,
+    *sweeps.urlpatterns,
 ]

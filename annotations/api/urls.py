@@ -10,6 +10,7 @@ from annotations.api import (
     reports,
     studies,
     surveys,
+    sweeps,
     workspace,
 )
 
@@ -24,4 +25,5 @@ urlpatterns = [
     *generation.urlpatterns,
     *items.urlpatterns,
     *surveys.urlpatterns,
+    *sweeps.urlpatterns,
 ]

@@ -1165,3 +1165,59 @@ ROUTES["api-study-member"] = [
     ),
     *ROUTES["api-study-member"],
 ]
+
+
+# --- weight sweeps (annotations/views/sweeps.py, annotations/api/sweeps.py) ------------------------------------
+def _sweep_kwargs(w) -> dict[str, Any]:
+    """A MODPO sweep of s1 with one queued job (created once per route)."""
+    from annotations.models import Sweep, TrainingJob
+
+    sweep = Sweep.objects.filter(study=w.study, name="matrix-sweep").first()
+    if sweep is None:
+        sweep = Sweep.objects.create(study=w.study, kind="modpo", name="matrix-sweep")
+        job = TrainingJob.objects.create(
+            study=w.study, kind="modpo", criterion_key="empathy", weights={"empathy": 1.0}, sweep=sweep
+        )
+        sweep.weight_vectors = [
+            {"label": "Empathy 1", "weights": {"empathy": 1.0}, "job": str(job.public_id), "role": "dpo-baseline"}
+        ]
+        sweep.save(update_fields=["weight_vectors"])
+    return {"slug": w.study.slug, "public_id": sweep.public_id}
+
+
+# A launch without any weight vector comes back with the form (400) or the API's error (400).
+ROUTES["sweep-list"] = [
+    Check(kwargs=s1, expect=STUDY_PAGE),
+    Check(
+        method="post",
+        kwargs=s1,
+        data={"kind": "modpo", "name": "matrix"},
+        expect=expect(
+            anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+        ),
+    ),
+]
+ROUTES["sweep-detail"] = [Check(kwargs=_sweep_kwargs, expect=STUDY_PAGE)]
+ROUTES["sweep-cancel"] = [Check(method="post", kwargs=_sweep_kwargs, expect=STUDY_FORM_POST)]
+ROUTES["api-sweep-list"] = [
+    Check(kwargs=s1, expect=STUDY_API_READ),
+    Check(
+        method="post",
+        kwargs=s1,
+        data={"kind": "modpo", "export": "00000000-0000-0000-0000-000000000000", "base_model": "tiny"},
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+        ),
+    ),
+]
+ROUTES["api-sweep-detail"] = [Check(kwargs=_sweep_kwargs, expect=STUDY_API_READ)]
+# The researcher cancels the sweep's queued job; the admin then finds nothing left to cancel (400).
+ROUTES["api-sweep-cancel"] = [
+    Check(
+        method="post",
+        kwargs=_sweep_kwargs,
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=400
+        ),
+    )
+]

@@ -1,0 +1,3 @@
+"""Sweep tests reuse the training-job fixtures: a tiny base model and a synthetic export, built once per session."""
+
+from tests.jobs.conftest import artifacts_root, export, tiny_assets  # noqa: F401  (fixtures)
