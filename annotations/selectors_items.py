@@ -28,6 +28,7 @@ from django.db.models.functions import Coalesce, Sign
 from django.http import QueryDict
 
 from annotations.models import Assignment, Comparison, Judge, Judgment, Rater, Rating, Study, System
+from annotations.selectors_spans import attach_item_spans
 
 ITEMS_PER_PAGE = 25
 SORTS = ("id", "disagreement")
@@ -148,14 +149,17 @@ def items_for_study(*, study: Study, filters: ItemFilters) -> QuerySet[Compariso
     rater_conditions += [_rater_label_condition(label) for label in filters.rater_labels]
     for condition in rater_conditions:
         raters = Rater.objects.filter(condition)
-        items = items.filter(
-            Exists(
-                Assignment.objects.filter(
-                    comparison=OuterRef("pk"), rater__in=raters, status=Assignment.Status.SUBMITTED
-                )
+        # With a criterion, "rated" means rated on that criterion: a heatmap cell's comparisons are exactly
+        # those both raters answered on the cell's criterion.
+        rated = _submitted_ratings(filters).filter(assignment__comparison=OuterRef("pk"), assignment__rater__in=raters)
+        judged = Judgment.objects.filter(comparison=OuterRef("pk"), judge__rater__in=raters)
+        if filters.criterion:
+            judged = judged.filter(criterion__key=filters.criterion)
+        else:
+            rated = Assignment.objects.filter(
+                comparison=OuterRef("pk"), rater__in=raters, status=Assignment.Status.SUBMITTED
             )
-            | Exists(Judgment.objects.filter(comparison=OuterRef("pk"), judge__rater__in=raters))
-        )
+        items = items.filter(Exists(rated) | Exists(judged))
     if filters.disagreement:
         items = items.filter(disagreement__gt=0)
     if filters.flagged:
@@ -196,6 +200,7 @@ def items_page_load(*, items: list[Comparison] | QuerySet[Comparison], filters: 
         Prefetch("assignments", queryset=assignments),
         Prefetch("judgments", queryset=judgments),
     )
+    attach_item_spans(items)  # marked passages, by response: one query
     return items
 
 

@@ -233,18 +233,9 @@ def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple
         ],
     )
     rows = np.concatenate([rating_rows, judgment_rows])
+    criteria, criterion_code, versions, rows = _criteria_by_key(study, rows)
     criterion_ids, item, prompt, rater_ids, value, left, first_ids, second_ids, consistency, unacceptable = rows.T
     length_first, length_second = _response_lengths(study, item)
-
-    # Criteria in the study's order with the overall preference last; only those with a rating.
-    present = set(np.unique(criterion_ids).tolist())
-    ordered = [c for c in study_criteria(study) if not c.is_overall] + [
-        c for c in study_criteria(study) if c.is_overall
-    ]
-    criteria = [c for c in ordered if c.pk in present]
-    missing = present - {c.pk for c in criteria}
-    criteria += list(Criterion.objects.filter(pk__in=missing).order_by("key", "version"))  # rated, since removed
-    criterion_code = {c.pk: index for index, c in enumerate(criteria)}
 
     raters = {r.pk: r for r in Rater.objects.filter(pk__in=np.unique(rater_ids).tolist())}
     rater_label = _rater_labels(list(raters.values()))
@@ -278,9 +269,52 @@ def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple
     )
     return ReportTable(
         table=table,
-        criteria=[{"key": c.key, "version": c.version, "title": c.title} for c in criteria],
+        # "version" cites every version rated ("1,2" after a rubric edit; one version stays an integer).
+        criteria=[
+            {"key": c.key, "version": _cited(versions[c.key]), "versions": versions[c.key], "title": c.title}
+            for c in criteria
+        ],
         raters={rater_label[pk]: raters[pk].kind for pk in raters},
     )
+
+
+def _cited(versions: list[int]) -> int | str:
+    return versions[0] if len(versions) == 1 else ",".join(str(v) for v in versions)
+
+
+def _criteria_by_key(
+    study: Study, rows: np.ndarray
+) -> tuple[list[Criterion], dict[int, int], dict[str, list[int]], np.ndarray]:
+    """One report entry per criterion key, in the study's order with the overall preference last (keys
+    rated but since removed after them): a rubric edit makes a new Criterion version, and ratings given
+    under the earlier one still count with their key. Returns the entries (the version in force, or the
+    latest rated for a removed key), criterion id -> entry index, the versions rated per key, and the rows;
+    where one rater answered one item under two versions of a key (a judge run again after an edit), only
+    the answer under the latest version is kept."""
+    present = set(np.unique(rows[:, 0]).tolist()) if len(rows) else set()
+    rated = {c.pk: c for c in Criterion.objects.filter(pk__in=present)}
+    rated_keys = {c.key for c in rated.values()}
+    ordered = [c for c in study_criteria(study) if not c.is_overall] + [
+        c for c in study_criteria(study) if c.is_overall
+    ]
+    criteria = [c for c in ordered if c.key in rated_keys]
+    removed: dict[str, Criterion] = {}
+    for c in sorted(rated.values(), key=lambda c: (c.key, c.version)):
+        if c.key not in {k.key for k in criteria}:
+            removed[c.key] = c  # rated, since removed: the latest version rated
+    criteria += [removed[key] for key in sorted(removed)]
+    index_of_key = {c.key: index for index, c in enumerate(criteria)}
+    criterion_code = {pk: index_of_key[c.key] for pk, c in rated.items()}
+    versions = {key: sorted(c.version for c in rated.values() if c.key == key) for key in index_of_key}
+    if len(rows) and any(len(v) > 1 for v in versions.values()):
+        codes = _recode(rows[:, 0], criterion_code)
+        version = _recode(rows[:, 0], {pk: c.version for pk, c in rated.items()})
+        order = np.lexsort((-version, rows[:, 3], rows[:, 1], codes))
+        keys = np.stack([codes[order], rows[order, 1], rows[order, 3]])
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = np.any(keys[:, 1:] != keys[:, :-1], axis=0)
+        rows = rows[np.sort(order[first])]
+    return criteria, criterion_code, versions, rows
 
 
 def _response_lengths(study: Study, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -325,15 +359,24 @@ def _recode(ids: np.ndarray, code: dict[int, int]) -> np.ndarray:
     return values[np.searchsorted(keys, ids)]
 
 
-def report_rater_choices(*, study: Study) -> list[str]:
-    """Labels of everyone who rated or judged in the study, for the page's rater filter (two small queries)."""
+def report_rater_choices(*, study: Study) -> list[dict[str, str]]:
+    """Everyone who rated or judged in the study, for the page's rater filter: {"label", "kind"}, platform
+    clinicians, imported raters, then AI judges (two small queries)."""
     rating = (
         Assignment.objects.filter(study=study, status=Assignment.Status.SUBMITTED, purpose__in=REPORTED_PURPOSES)
-        .values_list("rater__label", flat=True)
+        .values_list("rater__label", "rater__kind")
         .distinct()
     )
-    judging = Judgment.objects.filter(comparison__study=study).values_list("judge__rater__label", flat=True).distinct()
-    return sorted(set(rating) | set(judging))
+    judging = (
+        Judgment.objects.filter(comparison__study=study)
+        .values_list("judge__rater__label", "judge__rater__kind")
+        .distinct()
+    )
+    order = {kind: index for index, kind in enumerate(RATER_KINDS)}
+    return [
+        {"label": label, "kind": kind}
+        for label, kind in sorted(set(rating) | set(judging), key=lambda lk: (order.get(lk[1], 9), lk[0]))
+    ]
 
 
 # Groups of clinicians smaller than this are merged into "other", so the panel never singles anyone out.
@@ -350,11 +393,16 @@ def clinician_panel(*, study: Study) -> dict[str, Any]:
 
     from annotations.models import Profile
 
+    # The same platform clinicians the report and the overview count (study_rater_counts): submitted work
+    # that reaches reports, so calibration practice alone does not make someone part of the panel.
     profiles = list(
         Profile.objects.filter(
             role=Profile.Role.CLINICIAN,
+            user__rater__kind=Rater.Kind.CLINICIAN,
             user__rater__assignments__study=study,
             user__rater__assignments__status=Assignment.Status.SUBMITTED,
+            user__rater__assignments__purpose__in=REPORTED_PURPOSES,
+            user__rater__assignments__comparison__excluded=False,
         )
         .distinct()
         .values_list("licence_type", "years_of_practice", "specialties")
@@ -380,3 +428,51 @@ def clinician_panel(*, study: Study) -> dict[str, Any]:
             else None
         ),
     }
+
+
+RATER_KINDS = ("clinician", "external", "judge")
+
+
+def study_rater_counts(*, study: Study) -> dict[str, Any]:
+    """The three kinds of rater counted apart, as the report counts them by default: platform clinicians and
+    imported external raters (submitted rating sets that reach reports: no calibration practice, no excluded
+    comparison) and AI judges (judgments of comparisons not excluded). One place for the study overview, the
+    progress page and the report's defaults, so their numbers agree. Four aggregate queries.
+
+    Returns {kind: {"raters", "rating_sets", "ratings"}}, with "per_criterion": {criterion id: {kind: ratings}}.
+    """
+    unfiltered = ReportFilters()
+    sets = (
+        Assignment.objects.filter(
+            study=study,
+            status=Assignment.Status.SUBMITTED,
+            purpose__in=REPORTED_PURPOSES,
+            comparison__excluded=False,
+        )
+        .values("rater__kind")
+        .annotate(raters=Count("rater", distinct=True), rating_sets=Count("id"))
+        .order_by()
+    )
+    counts: dict[str, Any] = {kind: {"raters": 0, "rating_sets": 0, "ratings": 0} for kind in RATER_KINDS}
+    for row in sets:
+        counts[row["rater__kind"]].update(raters=row["raters"], rating_sets=row["rating_sets"])
+    per_criterion: dict[int, dict[str, int]] = {}
+    ratings = (
+        report_ratings(study=study, filters=unfiltered)
+        .values("criterion_id", "assignment__rater__kind")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in ratings:
+        kind = row["assignment__rater__kind"]
+        counts[kind]["ratings"] += row["n"]
+        per_criterion.setdefault(row["criterion_id"], dict.fromkeys(RATER_KINDS, 0))[kind] += row["n"]
+    judged = report_judgments(study=study, filters=unfiltered)
+    totals = judged.aggregate(
+        raters=Count("judge__rater", distinct=True), rating_sets=Count("comparison", distinct=True), ratings=Count("id")
+    )
+    counts["judge"].update(totals)
+    for row in judged.values("criterion_id").annotate(n=Count("id")).order_by():
+        per_criterion.setdefault(row["criterion_id"], dict.fromkeys(RATER_KINDS, 0))["judge"] += row["n"]
+    counts["per_criterion"] = per_criterion
+    return counts

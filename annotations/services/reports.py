@@ -49,6 +49,10 @@ T = TypeVar("T")
 REPORT_NICENESS = 10
 
 DEFAULT_N_RESAMPLES = 1000
+# The shape of a snapshot's `result` around the statistics (which have their own REPORT_SCHEMA_VERSION).
+# 2 added `counts_by_kind`; older snapshots still render (the page counts raters from `rater_kinds`), and the
+# version is in the fingerprint, so the next request recomputes them.
+RESULT_VERSION = 2
 # Share of the progress bar spent reading the data; the rest follows compute_report's parts.
 LOAD_SHARE = 0.1
 # A snapshot queued or running longer than this no longer counts against its requester's limit: its message
@@ -125,17 +129,21 @@ class Fingerprint:
 def report_fingerprint(*, study: Study, params: ReportParams) -> Fingerprint:
     """The fingerprint of a report: its parameters, the study's scale, the raters the gold threshold leaves
     out, and order-free sums over the covered ratings and judgments (three small aggregate queries)."""
+    from annotations.services.adjudication import adjudication_data_summary  # adjudication reads report selectors
+
     gold = report_gold_exclusion(study=study, filters=params.filters)
     excluded = tuple(sorted(gold.excluded))
     summary = report_data_summary(study=study, filters=params.filters, excluded_raters=excluded)
     value = _sha256(
         {
             "schema_version": REPORT_SCHEMA_VERSION,
+            "result_version": RESULT_VERSION,
             "study": study.pk,
             "scale_points": study.scale_points,
             "params": params.as_params(),
             "excluded_raters": excluded,
             "data": summary,
+            "adjudications": adjudication_data_summary(study=study),
         }
     )
     return Fingerprint(
@@ -296,6 +304,8 @@ def _at_low_priority(compute: Callable[[], T]) -> T:
 def report_snapshot_compute(*, snapshot_id: int) -> str:
     """Compute one snapshot from the current data (the task's body; also run inline). Idempotent: a
     succeeded snapshot is left alone, and computing twice gives the same result (fixed seed)."""
+    from annotations.services.adjudication import adjudication_counts  # adjudication reads report selectors
+
     snapshot = ReportSnapshot.objects.select_related("study").filter(pk=snapshot_id).first()
     if snapshot is None:
         return "missing"
@@ -322,8 +332,12 @@ def report_snapshot_compute(*, snapshot_id: int) -> str:
             )
         )
         result = {
+            "result_version": RESULT_VERSION,
             "criteria": data.criteria,
             "rater_kinds": data.raters,
+            "counts_by_kind": counts_by_kind(data.table, data.raters),
+            # Items adjudicated per criterion key (services.adjudication); the fingerprint covers the decisions.
+            "adjudication": adjudication_counts(study=study),
             "seconds": round(time.perf_counter() - started, 3),
             "report": report,
         }
@@ -340,6 +354,24 @@ def report_snapshot_compute(*, snapshot_id: int) -> str:
             pk=snapshot_id
         ).exclude(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).delete()
     return "succeeded"
+
+
+def counts_by_kind(table: Any, rater_kinds: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Raters, ratings (one per criterion) and comparisons per kind of rater: platform clinicians, imported
+    external raters and AI judges are counted apart everywhere."""
+    import numpy as np
+
+    kind_of_code = np.array([rater_kinds.get(label, "clinician") for label in table.rater_labels] or [""])
+    row_kind = kind_of_code[table.rater] if table.n_rows else np.array([], dtype=str)
+    counts = {}
+    for kind in ("clinician", "external", "judge"):
+        rows = row_kind == kind
+        counts[kind] = {
+            "raters": len(np.unique(table.rater[rows])),
+            "ratings": int(rows.sum()),
+            "comparisons": len(np.unique(table.item[rows])),
+        }
+    return counts
 
 
 # ---- the report document: one shape for the API, the JSON download and the command ------------------
@@ -366,7 +398,10 @@ def report_document(*, study: Study, snapshot: ReportSnapshot) -> dict[str, Any]
         },
         "criteria": result.get("criteria"),
         "rater_kinds": result.get("rater_kinds"),
+        "counts_by_kind": result.get("counts_by_kind"),
         "clinician_panel": clinician_panel(study=study),
+        # Items adjudicated when the report was computed (added by the adjudication work), if recorded.
+        "adjudication": result.get("adjudication"),
         "report": result.get("report"),
     }
 

@@ -6,7 +6,11 @@ prints as it looks. Positions and colours are SVG presentation attributes, never
 
 from __future__ import annotations
 
+import html
+import io
+import re
 from typing import Any
+from urllib.parse import urlencode
 
 LABEL_WIDTH = 190  # room for a rater or system label left of a chart
 PLOT_WIDTH = 420
@@ -94,9 +98,12 @@ def _diverging_fill(value: float | None) -> str:
     return f"#{red:02x}{green:02x}{blue:02x}"
 
 
-def kappa_heatmap(criterion_entry: dict[str, Any]) -> dict[str, Any]:
+def kappa_heatmap(criterion_entry: dict[str, Any], items_url: str = "") -> dict[str, Any]:
     """Rater-by-rater Cohen's kappa: clinicians from the reliability matrix, judges against each clinician.
-    Judge-against-judge cells are not computed by the report and stay empty."""
+    Judge-against-judge cells are not computed by the report and stay empty.
+
+    With `items_url` (the item explorer, already filtered to the criterion) every computed cell links to the
+    comparisons both raters rated: `rater_label` twice, as the report names them."""
     matrix = criterion_entry["reliability"]["cohen_kappa_matrix"]
     clinicians = list(matrix["raters"])
     judges = sorted(criterion_entry["judges"])
@@ -119,6 +126,7 @@ def kappa_heatmap(criterion_entry: dict[str, Any]) -> dict[str, Any]:
         for j, column in enumerate(raters):
             value, n_items = cell_value(row, column)
             diagonal = i == j
+            linked = bool(items_url) and not diagonal and value is not None and bool(n_items)
             cells.append(
                 {
                     "x": HEATMAP_LABEL + j * CELL,
@@ -130,7 +138,11 @@ def kappa_heatmap(criterion_entry: dict[str, Any]) -> dict[str, Any]:
                     "dark": value is not None and abs(value) > 0.55 and not diagonal,
                     "title": f"{row} × {column}: "
                     + ("same rater" if diagonal else "not computed" if value is None else f"κ = {value:.3f}")
-                    + (f", {n_items} items" if n_items and not diagonal else ""),
+                    + (f", {n_items} comparisons rated by both" if n_items and not diagonal else ""),
+                    "url": f"{items_url}&{urlencode([('rater_label', row), ('rater_label', column)])}"
+                    if linked
+                    else "",
+                    "n_items": n_items,
                 }
             )
     size = HEATMAP_LABEL + len(raters) * CELL + 10
@@ -159,9 +171,9 @@ def kappa_heatmap(criterion_entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def win_rate_chart(results: dict[str, Any], systems: list[str]) -> dict[str, Any]:
+def win_rate_chart(results: dict[str, Any], systems: list[str], items_url: str = "") -> dict[str, Any]:
     """Average win rate per system (the research's headline metric) with prompt-bootstrap intervals, for
-    the clinicians and then each judge."""
+    the clinicians and then each judge. With `items_url` each bar links to the comparisons of its system."""
     groups = {"clinicians": results["clinicians"], **dict(sorted(results["judges"].items()))}
     items = []
     for group, group_results in groups.items():
@@ -177,6 +189,196 @@ def win_rate_chart(results: dict[str, Any], systems: list[str]) -> dict[str, Any
                     "ci_high": value["ci_high"],
                     "is_judge": group != "clinicians",
                     "n": None,
+                    "url": f"{items_url}&{urlencode([('system', system)])}" if items_url else "",
                 }
             )
     return interval_rows(items)
+
+
+# ---- matplotlib charts: the summary's forest plot and win-rate chart, as inline SVG and in the PDF -------
+#
+# Drawn with matplotlib's object API (Figure + the SVG or PDF canvas, never pyplot's global state), so it is
+# safe in threads and needs no display. The SVG is rewritten for the page's Content-Security-Policy: every
+# style="" attribute becomes SVG presentation attributes, the <style> element goes, and ids get a per-chart
+# prefix so two charts on one page never share a clip path.
+
+ALPHA_TENTATIVE, ALPHA_RELIABLE = 0.667, 0.8  # Krippendorff (2004): tentative conclusions / reliable
+SYSTEM_COLOURS = ("#2456a6", "#b5451b", "#2e7d4f", "#7b3fa0", "#8a6d00", "#3d7f91", "#a03a66", "#555e6e")
+SYSTEM_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+_FONT = "DejaVu Sans"
+
+
+# Labels come from imported files: "$" must stay a dollar sign, never start matplotlib's math mode.
+CHART_RC = {"text.parse_math": False, "font.family": _FONT, "svg.fonttype": "none"}
+
+
+def _figure(width_in: float, height_in: float):  # -> matplotlib.figure.Figure
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_in, height_in), dpi=100)
+    figure.patch.set_facecolor("white")
+    return figure
+
+
+def forest_figure(rows: list[dict[str, Any]]):
+    import matplotlib
+
+    with matplotlib.rc_context(CHART_RC):
+        return _forest_figure(rows)
+
+
+def win_rate_figure(rows: list[dict[str, Any]], systems: list[str]):
+    import matplotlib
+
+    with matplotlib.rc_context(CHART_RC):
+        return _win_rate_figure(rows, systems)
+
+
+def _forest_figure(rows: list[dict[str, Any]]):
+    """Krippendorff's α (nominal) per criterion with its interval, against Krippendorff's 0.667 and 0.8.
+
+    rows: {"title", "estimate", "ci_low", "ci_high", "url", "empty_reason"}; the first row is drawn on top.
+    """
+    n = max(len(rows), 1)
+    figure = _figure(7.6, 0.9 + 0.42 * n)
+    axes = figure.add_axes((0.30, 0.9 / (0.9 + 0.42 * n) * 0.62, 0.52, 0.42 * n / (0.9 + 0.42 * n)))
+    values = [v for r in rows for v in (r["estimate"], r["ci_low"], r["ci_high"]) if v is not None]
+    low = min([0.0, *values]) - 0.05
+    axes.set_xlim(max(low, -1.0), 1.0)
+    axes.set_ylim(-0.6, n - 0.4)
+    for x, style in ((0.0, ":"), (ALPHA_TENTATIVE, "--"), (ALPHA_RELIABLE, "--")):
+        axes.axvline(x, color="#8a4f00" if x else "#9aa1ad", linestyle=style, linewidth=1)
+    for index, row in enumerate(rows):
+        y = n - 1 - index
+        if row["estimate"] is None:
+            axes.text(0.02, y, row.get("empty_reason") or "not computed", va="center", fontsize=8, color="#5b6372")
+            continue
+        if row["ci_low"] is not None and row["ci_high"] is not None:
+            axes.plot([row["ci_low"], row["ci_high"]], [y, y], color="#1d2433", linewidth=1.6)
+        (dot,) = axes.plot([row["estimate"]], [y], marker="s", markersize=7, color="#2456a6", linestyle="none")
+        if row.get("url"):
+            dot.set_url(row["url"])
+    axes.set_yticks([n - 1 - i for i in range(len(rows))], [r["title"] for r in rows], fontsize=9)
+    axes.tick_params(axis="x", labelsize=8)
+    axes.set_xlabel("Krippendorff's α, nominal (A / tie / B), with 95% prompt-bootstrap interval", fontsize=8)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    for index, row in enumerate(rows):
+        text = row.get("value_text") or ""
+        axes.annotate(text, xy=(1.0, n - 1 - index), xytext=(8, 0), textcoords="offset points", va="center", fontsize=8)
+    axes.annotate(
+        "dashed lines: 0.667 (tentative) and 0.8 (reliable), Krippendorff 2004",
+        xy=(0, 1),
+        xycoords="axes fraction",
+        xytext=(0, 6),
+        textcoords="offset points",
+        fontsize=7.5,
+        color="#5b6372",
+    )
+    return figure
+
+
+def _win_rate_figure(rows: list[dict[str, Any]], systems: list[str]):
+    """Clinicians' average win rate of every system per criterion, with intervals, against the 50% line.
+
+    rows: {"title", "systems": {system: {"estimate", "ci_low", "ci_high", "url"}}}; the first row on top."""
+    n = max(len(rows), 1)
+    height = 1.2 + 0.55 * n
+    figure = _figure(7.6, height)
+    axes = figure.add_axes((0.30, 0.95 / height, 0.52, 0.55 * n / height))
+    axes.set_xlim(0, 1)
+    axes.set_ylim(-0.6, n - 0.4)
+    axes.axvline(0.5, color="#8a4f00", linestyle="--", linewidth=1)
+    offsets = {s: (k - (len(systems) - 1) / 2) * min(0.22, 0.6 / max(len(systems), 1)) for k, s in enumerate(systems)}
+    for index, row in enumerate(rows):
+        y = n - 1 - index
+        for k, system in enumerate(systems):
+            value = row["systems"].get(system)
+            if not value or value["estimate"] is None:
+                continue
+            yy = y - offsets[system]
+            colour, marker = SYSTEM_COLOURS[k % len(SYSTEM_COLOURS)], SYSTEM_MARKERS[k % len(SYSTEM_MARKERS)]
+            if value["ci_low"] is not None and value["ci_high"] is not None:
+                axes.plot([value["ci_low"], value["ci_high"]], [yy, yy], color=colour, linewidth=1.3)
+            (dot,) = axes.plot([value["estimate"]], [yy], marker=marker, markersize=6, color=colour, linestyle="none")
+            if value.get("url"):
+                dot.set_url(value["url"])
+    axes.set_yticks([n - 1 - i for i in range(len(rows))], [r["title"] for r in rows], fontsize=9)
+    axes.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0%", "25%", "50%", "75%", "100%"], fontsize=8)
+    axes.set_xlabel("Average win rate among clinicians (wins / all answers, ties count), 95% interval", fontsize=8)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    handles = [
+        axes.plot([], [], marker=SYSTEM_MARKERS[k % 8], color=SYSTEM_COLOURS[k % 8], linestyle="none", label=s)[0]
+        for k, s in enumerate(systems)
+    ]
+    if handles:
+        axes.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, title=None
+        )
+    return figure
+
+
+_STYLE_ATTRIBUTE = re.compile(r'\sstyle="([^"]*)"')
+_ID = re.compile(r'\sid="([^"]+)"')
+
+
+def _presentation_attributes(style: str) -> str:
+    """`fill: #fff; font: 10px 'DejaVu Sans'` -> ` fill="#fff" font-size="10px" font-family="DejaVu Sans"`."""
+    out = []
+    for declaration in style.split(";"):
+        if ":" not in declaration:
+            continue
+        name, value = (part.strip() for part in declaration.split(":", 1))
+        if name == "font":
+            tokens = value.replace("'", "").split()
+            size = next((i for i, t in enumerate(tokens) if t.endswith("px")), None)
+            if size is None:
+                continue
+            for token in tokens[:size]:
+                if token in ("italic", "oblique"):
+                    out.append(f'font-style="{token}"')
+                elif token in ("bold", "bolder", "lighter") or token.isdigit():
+                    out.append(f'font-weight="{token}"')
+            out.append(f'font-size="{tokens[size]}"')
+            out.append(f'font-family="{" ".join(tokens[size + 1 :]) or _FONT}, sans-serif"')
+        else:
+            out.append(f'{name}="{value.replace(chr(34), "")}"')
+    return " " + " ".join(out) if out else ""
+
+
+def figure_svg(figure, *, prefix: str, title: str, links: dict[str, str] | None = None) -> str:
+    """The figure as inline SVG markup fit for the page: no style attributes, ids unique to `prefix`, a
+    <title>, and links (matplotlib's set_url) named for screen readers from `links` (url -> name)."""
+    import matplotlib
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    out = io.StringIO()
+    with matplotlib.rc_context({**CHART_RC, "svg.hashsalt": prefix}):
+        FigureCanvasSVG(figure).print_svg(out, metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = out.getvalue()
+    svg = svg[svg.index("<svg") :]
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    svg = re.sub(r"<style[^>]*>.*?</style>", "", svg, flags=re.S)
+    svg = _STYLE_ATTRIBUTE.sub(lambda m: _presentation_attributes(m.group(1)), svg)
+    svg = _ID.sub(lambda m: f' id="{prefix}-{m.group(1)}"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})", svg)
+    svg = re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{prefix}-{m.group(1)}"', svg)
+    names = {html.escape(url, quote=True): html.escape(name, quote=True) for url, name in (links or {}).items()}
+
+    def link(match: re.Match) -> str:
+        url = match.group(1)  # already escaped by matplotlib; a link opens in this tab, not a new one
+        label = f' aria-label="{names[url]}"' if url in names else ""
+        return f'<a href="{url}" xlink:href="{url}"{label}>'
+
+    svg = re.sub(r'<a xlink:href="([^"]*)"[^>]*>', link, svg)
+    head_end = svg.index(">") + 1
+    head = svg[:head_end]
+    view_box = re.search(r'viewBox="([^"]*)"', head).group(1)
+    new_head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'class="chart mpl-chart" viewBox="{view_box}" stroke-linejoin="round" stroke-linecap="butt" '
+        f'aria-labelledby="{prefix}-title">'
+        f'<title id="{prefix}-title">{html.escape(title)}</title>'
+    )
+    return new_head + svg[head_end:]

@@ -1,8 +1,30 @@
-/* Report page: while a report is computed on a worker, poll the status of that one snapshot and move the
-   progress bar; reload when it is done (the page then shows it). Polling one snapshot never queues another
-   computation as new ratings arrive. No inline script is allowed (Content-Security-Policy). */
+/* Report page. No inline script is allowed (Content-Security-Policy), so everything lives here:
+   1. While a report is computed on a worker, poll the status of that one snapshot and move the progress bar;
+      reload when it is done. Polling one snapshot never queues another computation as new ratings arrive.
+   2. The criteria sections are closed <details>: a contents link or a #criterion-... address opens its
+      section, and printing opens them all. Without this script the sections still open by click. */
 (function () {
   "use strict";
+
+  function openTarget(id) {
+    var target = id && document.getElementById(id);
+    if (target && target.tagName === "DETAILS") target.open = true;
+    return target;
+  }
+  openTarget(window.location.hash.slice(1));
+  window.addEventListener("hashchange", function () { openTarget(window.location.hash.slice(1)); });
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest("a[href^='#']") : null;
+    if (link) openTarget(link.getAttribute("href").slice(1));
+  });
+  var reopen = [];
+  window.addEventListener("beforeprint", function () {
+    document.querySelectorAll("details:not([open])").forEach(function (d) { reopen.push(d); d.open = true; });
+  });
+  window.addEventListener("afterprint", function () {
+    reopen.forEach(function (d) { d.open = false; });
+    reopen = [];
+  });
 
   var status = document.getElementById("report-status");
   var bar = document.getElementById("report-progress-bar");

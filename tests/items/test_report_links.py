@@ -30,7 +30,7 @@ def _items_links(html: str, study) -> list[str]:
 
 def test_a_head_to_head_row_opens_the_comparisons_of_its_pair(client, researcher, paper_study):  # noqa: F811
     links = _items_links(_report_html(client, researcher, paper_study), paper_study)
-    pair_link = next(link for link in links if "system=" in link and "criterion=empathy" in link)
+    pair_link = next(link for link in links if link.count("system=") == 2 and "criterion=empathy" in link)
     response = client.get(pair_link)
     assert response.status_code == 200
     html = response.content.decode()

@@ -74,13 +74,21 @@ def test_the_page_shows_the_research_table_and_charts(client, researcher, import
     response = page(client, researcher, "study-report", query="?resamples=20&baseline=base")
     assert response.status_code == 200
     html = response.content.decode()
-    for criterion, shares in (("empathy", "85 / 6 / 9"), ("safety", "56 / 32 / 12"), ("overall", "64 / 27 / 9")):
-        assert f'<td class="paper-format">{criterion} {shares}</td>' in html
+    for criterion, title, shares in (
+        ("empathy", "Empathy", (85, 6, 9)),
+        ("safety", "Safety", (56, 32, 12)),
+        ("overall", "Overall preference", (64, 27, 9)),
+    ):
+        cells = "".join(f'<td class="num">{share}</td>' for share in shares)
+        compact = re.sub(r">\s+<", "><", html)
+        assert f'data-criterion="{criterion}"><th scope="row">{title}</th><td>new vs base</td>{cells}' in compact
     assert html.count('<svg class="chart heatmap"') == 3
-    assert html.count('class="chart interval-chart"') == 3 * 2 + 1  # win rates and position bias, pooled bias
+    # Win rates per criterion, and position bias per criterion and pooled: a chart, or the reason there is none.
+    assert html.count('class="chart interval-chart"') + html.count("No position bias to show") == 3 * 2 + 1
+    assert html.count('class="chart mpl-chart"') == 2  # the summary's forest plot and win-rate chart
     assert 'judge-label" x=' in html and JUDGE in html  # the judge is in the heatmap
     assert "half-line" in html and "whisker" in html
-    assert "computed <time" in html and "Download CSV" in html
+    assert "Computed <time" in html and "Download CSV" in html and "Download PDF" in html
     assert 'style="' not in html  # CSP: no inline style attributes
     assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # and no inline scripts
 
