@@ -204,13 +204,14 @@ def _unseen_by(rater: Rater):
     return ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
 
 
-def _pick_gold(*, study: Study, rater: Rater) -> Comparison | None:
+def _pick_gold(*, study: Study, rater: Rater, calibration: bool = False) -> Comparison | None:
+    # Calibration takes the calibration set first; hidden gold checks take the other gold items first.
     return (
         Comparison.objects.filter(study=study, is_gold=True, excluded=False)
         .filter(_unseen_by(rater))
         .annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
         .select_related("prompt", "response_first", "response_second")
-        .order_by("id")
+        .order_by("-is_calibration" if calibration else "is_calibration", "id")
         .first()
     )
 
@@ -329,7 +330,7 @@ def assignment_next(*, study: Study, rater: Rater, now: datetime | None = None) 
         purpose = Assignment.Purpose.RATING
         comparison = None
         if counts is not None and counts.calibration_started < study.calibration_size:
-            comparison = _pick_gold(study=study, rater=rater)
+            comparison = _pick_gold(study=study, rater=rater, calibration=True)
             purpose = Assignment.Purpose.CALIBRATION
         if comparison is None and counts is not None:
             if quota is not None and counts.counted_for_quota >= quota:

@@ -54,6 +54,11 @@ from annotations.selectors_exports import ExportQuery, export_reader
 from annotations.selectors_reports import REPORTED_PURPOSES, ReportFilters
 from annotations.services.audit import audit_record
 from annotations.services.rating import gold_accuracy
+from annotations.services.rubric_edit import (
+    cited_versions,
+    study_criterion_ids_ever,
+    study_criterion_versions_ever,
+)
 from annotations.services.studies import study_criteria
 
 logger = logging.getLogger(__name__)
@@ -322,10 +327,15 @@ def export_spec(*, export: PreferenceExport, agreement: Mapping[str, Any], creat
     """The pure core's ExportSpec for an export row (criteria with the study's rubric versions)."""
     study = export.study
     by_key = {c.key: c for c in study_criteria(study)}
+    versions = study_criterion_versions_ever(study=study, keys=list(export.criterion_keys))
     return ExportSpec(
         format=export.format,
         file_format=export.file_format,
-        criteria=tuple(CriterionSpec(key, by_key[key].version) for key in export.criterion_keys),
+        # A key rated under several rubric versions cites them all ("1,2"); one version stays an integer.
+        criteria=tuple(
+            CriterionSpec(key, cited_versions(versions.get(key)) or by_key[key].version)
+            for key in export.criterion_keys
+        ),
         scale_points=study.scale_points,
         policy=AggregationPolicy.from_dict(export.policy),
         split=SplitConfig.from_dict(export.split),
@@ -344,7 +354,13 @@ def export_query(export: PreferenceExport) -> ExportQuery:
     before = filters.get("submitted_before")
     return ExportQuery(
         study_id=export.study_id,
-        criterion_ids=tuple(by_key[key].pk for key in export.criterion_keys),
+        # Every version of each key the study used: ratings given before a rubric edit stay in the export.
+        criterion_ids=tuple(
+            pk
+            for pks in study_criterion_ids_ever(study=export.study, keys=list(export.criterion_keys)).values()
+            for pk in pks
+        )
+        or tuple(by_key[key].pk for key in export.criterion_keys),
         include_judges=bool(export.policy.get("include_judges", False)),
         systems=tuple(filters.get("systems") or ()),
         submitted_before=parse_datetime(before) if before else None,

@@ -57,6 +57,8 @@ class CriterionFeedback:
     agrees: bool
     better_when: str
     worse_when: str
+    # The researcher's explanation of the expected answers (the same for every criterion of the pair).
+    explanation: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def calibration_feedback(
                 agrees=_sign(canonical[criterion.key]) == _sign(exp),
                 better_when=criterion.better_when,
                 worse_when=criterion.worse_when,
+                explanation=assignment.comparison.gold_explanation,
             )
         )
     return feedback
@@ -240,18 +243,24 @@ def rating_revise(*, assignment: Assignment, rater: Rater, data: RatingInput) ->
         raise ValidationError("Calibration answers are kept as first given.", code="calibration")
     criteria = study_criteria(study)
     _validate(study=study, criteria=criteria, data=data)
-    ratings = {r.criterion_id: r for r in locked.ratings.select_for_update()}
+    # By key: after a rubric edit the study links a newer version of a criterion than the stored rating's.
+    ratings = {r.criterion.key: r for r in locked.ratings.select_for_update(of=("self",)).select_related("criterion")}
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
-    changed_ratings = []
+    changed_ratings, added_ratings = [], []
     for criterion in criteria:
-        rating = ratings[criterion.pk]
+        rating = ratings.get(criterion.key)
         value = to_canonical(data.values[criterion.key], left_is_first=locked.left_is_first)
         rationale = _rationale_for(study, data, criterion.key)
-        if (rating.value, rating.rationale) != (value, rationale):
+        if rating is None:  # a criterion added to the rubric after this pair was submitted
+            after[criterion.key] = {"value": value, "rationale": rationale}
+            added_ratings.append(Rating(assignment=locked, criterion=criterion, value=value, rationale=rationale))
+        elif (rating.value, rating.rationale) != (value, rationale):
             before[criterion.key] = {"value": rating.value, "rationale": rating.rationale}
             after[criterion.key] = {"value": value, "rationale": rationale}
             rating.value, rating.rationale, rating.revision = value, rationale, rating.revision + 1
+            # A changed answer was given under the text shown now; an unchanged one keeps its version.
+            rating.criterion = criterion
             changed_ratings.append(rating)
     fields = {
         "rationale": _clean_text(data.rationale) if study.rationale_mode == Study.RationaleMode.OVERALL else "",
@@ -266,9 +275,11 @@ def rating_revise(*, assignment: Assignment, rater: Rater, data: RatingInput) ->
     locked.active_seconds = max(locked.active_seconds, float(data.active_seconds or 0))
     locked.draft = {}
     if changed_ratings:
-        Rating.objects.bulk_update(changed_ratings, ["value", "rationale", "revision", "updated_at"])
+        Rating.objects.bulk_update(changed_ratings, ["value", "rationale", "revision", "criterion", "updated_at"])
+    if added_ratings:
+        Rating.objects.bulk_create(added_ratings)
     locked.save(update_fields=[*fields, "total_seconds", "active_seconds", "draft"])
-    if before:
+    if before or after:
         audit_record(
             actor=_actor(rater),
             actor_label=rater.label,

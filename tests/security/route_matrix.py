@@ -1221,3 +1221,60 @@ ROUTES["api-sweep-cancel"] = [
         ),
     )
 ]
+
+# --- rubric editing and gold answers (helper 6) -----------------------------------------------------------
+def _gold_kwargs(w) -> dict[str, Any]:
+    return {"slug": w.study.slug, "comparison_id": w.comparison.pk}
+
+
+def _gold_answers(w) -> dict[str, Any]:
+    from annotations.services.studies import study_criteria
+
+    return {**{f"v_{c.key}": "-1" for c in study_criteria(w.study)}, "kind": "gold", "explanation": "matrix"}
+
+
+def _gold_api_body(w) -> dict[str, Any]:
+    from annotations.services.studies import study_criteria
+
+    return {"expected": {c.key: -1 for c in study_criteria(w.study)}, "kind": "calibration", "explanation": "why"}
+
+
+ROUTES["study-rubric"] = [
+    Check(kwargs=s1, expect=STUDY_PAGE),
+    # "Add a criterion" shows the form with a blank row and saves nothing.
+    Check(
+        method="post",
+        kwargs=s1,
+        data={"rows": "0", "action": "add"},
+        expect=expect(
+            anonymous=302, other_clinician=404, clinician=404, other_researcher=404, researcher=200, admin=200
+        ),
+    ),
+]
+ROUTES["study-rubric-versions"] = [Check(kwargs=s1, expect=STUDY_PAGE)]
+ROUTES["study-rubric-version"] = [Check(kwargs=lambda w: {"slug": w.study.slug, "number": 1}, expect=STUDY_PAGE)]
+ROUTES["comparison-gold"] = [
+    Check(kwargs=_gold_kwargs, expect=STUDY_PAGE),
+    Check(method="post", kwargs=_gold_kwargs, data=_gold_answers, expect=STUDY_FORM_POST),
+]
+ROUTES["comparison-gold-unmark"] = [Check(method="post", kwargs=_gold_kwargs, expect=STUDY_FORM_POST)]
+ROUTES["api-study-rubric"] = [
+    Check(kwargs=s1, expect=STUDY_API_READ),
+    Check(
+        method="put",
+        kwargs=s1,
+        data={"criteria": []},
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=400, admin=400
+        ),
+    ),
+]
+ROUTES["api-study-rubric-versions"] = [Check(kwargs=s1, expect=STUDY_API_READ)]
+ROUTES["api-study-rubric-version"] = [
+    Check(kwargs=lambda w: {"slug": w.study.slug, "number": 1}, expect=STUDY_API_READ)
+]
+ROUTES["api-comparison-gold"] = [
+    Check(kwargs=_gold_kwargs, expect=STUDY_API_READ),
+    Check(method="put", kwargs=_gold_kwargs, data=_gold_api_body, expect=STUDY_API_READ),
+    Check(method="delete", kwargs=_gold_kwargs, expect=STUDY_API_READ),
+]
