@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
 
 from annotations.exporting import ComparisonRecord, Message, ResponseRecord, VoteRecord
 from annotations.models import (
+    Adjudication,
     Assignment,
     Comparison,
     Criterion,
@@ -48,6 +50,9 @@ class ExportQuery:
     systems: only comparisons whose two responses both come from these systems (empty: all).
     submitted_before: only ratings submitted, and judgments stored, before this time (None: all).
     exclude_gold_items: leave out comparisons marked as gold items.
+    use_adjudications: attach the study's adjudications to the records (policy decision "adjudicated").
+
+    Always, not a setting: a comparison with a response excluded from exports (safety queue) is left out.
     """
 
     study_id: int
@@ -56,6 +61,7 @@ class ExportQuery:
     systems: tuple[str, ...] = ()
     submitted_before: datetime.datetime | None = None
     exclude_gold_items: bool = False
+    use_adjudications: bool = False
 
 
 def _t(model: Any) -> str:
@@ -95,8 +101,12 @@ def _vote_sources(query: ExportQuery) -> tuple[str, list[Any]]:
     return f"{ratings}\n        UNION ALL{judgments}", params
 
 
-def _comparison_filter(query: ExportQuery) -> tuple[str, list[Any]]:
+def _comparison_filter(query: ExportQuery, *, excluded_responses: bool = False) -> tuple[str, list[Any]]:
     where = "c.study_id = %s AND c.excluded = false"
+    # A response excluded from exports takes its comparisons out; `excluded_responses` selects just those
+    # instead, so the manifest can count them.
+    keep = "NOT" if excluded_responses else ""
+    where += f" AND {keep} (rf.excluded_from_exports = false AND rs.excluded_from_exports = false)"
     params: list[Any] = [query.study_id]
     if query.exclude_gold_items:
         where += " AND c.is_gold = false"
@@ -107,15 +117,16 @@ def _comparison_filter(query: ExportQuery) -> tuple[str, list[Any]]:
     return where, params
 
 
-def export_records_sql(query: ExportQuery) -> tuple[str, list[Any]]:
+def export_records_sql(query: ExportQuery, *, excluded_responses: bool = False) -> tuple[str, list[Any]]:
     """The one SELECT an export streams: a row per comparison with at least one vote, ordered by id.
 
     Columns: comparison id, prompt external id, prompt messages (JSON text), first response id, content,
     system name, second response id, content, system name, votes (JSON text). PostgreSQL aggregates the
     votes with a LATERAL json_agg; SQLite (the `make run` default) with a correlated json_group_array.
+    `excluded_responses`: the comparisons left out because a response in them is excluded from exports.
     """
     votes, vote_params = _vote_sources(query)
-    where, where_params = _comparison_filter(query)
+    where, where_params = _comparison_filter(query, excluded_responses=excluded_responses)
     joins = f"""
 FROM {_t(Comparison)} c
 JOIN {_t(Prompt)} p ON p.id = c.prompt_id
@@ -150,7 +161,7 @@ ORDER BY 1"""  # noqa: S608 (table names and placeholders only)
     return sql, [*vote_params, *where_params]
 
 
-def _record(row: tuple[Any, ...]) -> ComparisonRecord:
+def _record(row: tuple[Any, ...], adjudications: dict[int, tuple[tuple[str, int], ...]]) -> ComparisonRecord:
     comparison_id, prompt_id, messages, first_id, first_content, first_system = row[:6]
     second_id, second_content, second_system, votes = row[6:]
     return ComparisonRecord(
@@ -163,6 +174,7 @@ def _record(row: tuple[Any, ...]) -> ComparisonRecord:
             VoteRecord(criterion=k, rater=r, is_judge=bool(j), value=v, both_unacceptable=bool(u))
             for k, r, j, v, u in sorted(json.loads(votes), key=lambda vote: (vote[0], bool(vote[2]), vote[1]))
         ),
+        adjudications=adjudications.get(comparison_id, ()),
     )
 
 
@@ -178,6 +190,35 @@ class ExportReader:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM ({sql}) counted", params)  # noqa: S608 (built from constants)
             return int(cursor.fetchone()[0])
+
+    def excluded_response_comparisons_count(self) -> int:
+        """Comparisons with votes that the export leaves out because a response is excluded from exports."""
+        sql, params = export_records_sql(self.query, excluded_responses=True)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM ({sql}) counted", params)  # noqa: S608 (built from constants)
+            return int(cursor.fetchone()[0])
+
+    def _adjudications(self) -> QuerySet:
+        adjudications = Adjudication.objects.filter(
+            study_id=self.query.study_id, criterion_id__in=self.query.criterion_ids
+        )
+        if self.query.submitted_before is not None:
+            adjudications = adjudications.filter(updated_at__lt=self.query.submitted_before)
+        return adjudications
+
+    def adjudications(self) -> dict[int, tuple[tuple[str, int], ...]]:
+        """Comparison id -> ((criterion key, canonical value), ...) decided; empty unless the query uses them.
+        At most one per disputed item, so this stays far smaller than the records."""
+        if not self.query.use_adjudications:
+            return {}
+        decided: dict[int, list[tuple[str, int]]] = {}
+        for comparison_id, key, value in (
+            self._adjudications()
+            .values_list("comparison_id", "criterion__key", "value")
+            .iterator(chunk_size=CHUNK_ROWS)
+        ):
+            decided.setdefault(comparison_id, []).append((key, value))
+        return {pk: tuple(sorted(pairs)) for pk, pairs in decided.items()}
 
     def data_as_of(self) -> datetime.datetime | None:
         """The newest change among the votes read: the latest rating edit or submission, or judgment.
@@ -205,6 +246,8 @@ class ExportReader:
             if self.query.submitted_before is not None:
                 judgments = judgments.filter(created_at__lt=self.query.submitted_before)
             times.append(judgments.order_by("-created_at").values_list("created_at", flat=True).first())
+        if self.query.use_adjudications:
+            times.append(self._adjudications().order_by("-updated_at").values_list("updated_at", flat=True).first())
         known = [t for t in times if t is not None]
         return max(known) if known else None
 
@@ -218,6 +261,7 @@ class ExportReader:
 
     def records(self, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[ComparisonRecord]:
         """The records in comparison id order, fetched chunk_rows at a time from a server-side cursor."""
+        adjudications = self.adjudications()
         sql, params = export_records_sql(self.query)
         # A named cursor: PostgreSQL sends chunk_rows rows per round trip, never the whole result.
         with connection.chunked_cursor() as cursor:
@@ -230,7 +274,7 @@ class ExportReader:
             )
             for rows in chunks:
                 for row in rows:
-                    yield _record(row)
+                    yield _record(row, adjudications)
 
 
 def _fetched_ahead(fetch: Callable[[], list[Any]], depth: int = 2) -> Iterator[list[Any]]:

@@ -2,6 +2,7 @@
 
 from annotations.views import (
     accounts,
+    adjudication,
     exports,
     generation,
     gold,
@@ -10,6 +11,7 @@ from annotations.views import (
     judges,
     reports,
     rubric,
+    safety,
     studies,
     study_progress,
     surveys,
@@ -18,6 +20,8 @@ from annotations.views import (
 )
 
 urlpatterns = [
+    *adjudication.urlpatterns,
+    *safety.urlpatterns,
     *studies.urlpatterns,
     *workspace.urlpatterns,
     *study_progress.urlpatterns,

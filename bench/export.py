@@ -91,21 +91,22 @@ def populate_study(
     )
     execute(
         f"""INSERT INTO annotations_response
-            (study_id, prompt_id, system_id, external_id, content, meta, content_hash, excluded, created_at)
+            (study_id, prompt_id, system_id, external_id, content, meta, content_hash, excluded,
+             excluded_from_exports, created_at)
         SELECT p.study_id, p.id, s.id, p.external_id || '-' || s.name,
                array_to_string(ARRAY(
                    SELECT ({words})[1 + (abs(hashint8((p.id * 131 + s.id * 7 + w)::int8)) %% {n_words})]
                    FROM generate_series(1, {int(words_per_response)}) w), ' '),
-               '{{}}', md5(p.external_id || s.name), false, now()
+               '{{}}', md5(p.external_id || s.name), false, false, now()
         FROM annotations_prompt p CROSS JOIN annotations_system s
         WHERE p.study_id = %s AND s.study_id = %s""",  # noqa: S608 (constants only)
         [study_id, study_id],
     )
     execute(
         """INSERT INTO annotations_comparison
-            (study_id, prompt_id, response_first_id, response_second_id, is_gold, gold_expected, excluded,
-             active_assignments, created_at)
-        SELECT r1.study_id, r1.prompt_id, r1.id, r2.id, false, '{}', false, %s, now()
+            (study_id, prompt_id, response_first_id, response_second_id, is_gold, gold_expected, gold_explanation,
+             is_calibration, excluded, active_assignments, created_at)
+        SELECT r1.study_id, r1.prompt_id, r1.id, r2.id, false, '{}', '', false, false, %s, now()
         FROM annotations_response r1 JOIN annotations_response r2 ON r2.prompt_id = r1.prompt_id AND r1.id < r2.id
         WHERE r1.study_id = %s
         ORDER BY r1.prompt_id, r1.id, r2.id

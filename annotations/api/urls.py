@@ -2,6 +2,7 @@
 
 from annotations.api import (
     accounts,
+    adjudication,
     exports,
     generation,
     gold,
@@ -10,6 +11,7 @@ from annotations.api import (
     judges,
     reports,
     rubric,
+    safety,
     studies,
     surveys,
     sweeps,
@@ -17,6 +19,8 @@ from annotations.api import (
 )
 
 urlpatterns = [
+    *adjudication.urlpatterns,
+    *safety.urlpatterns,
     *studies.urlpatterns,
     *workspace.urlpatterns,
     *accounts.urlpatterns,

@@ -5,7 +5,15 @@ an ExportSpec, and stores the returned manifest; write_zip and verify_export han
 See docs/export-format.md.
 """
 
-from annotations.exporting.aggregate import CriterionOutcome, VoteCounts, aggregate_comparison, aggregate_votes
+from annotations.exporting.aggregate import (
+    CriterionOutcome,
+    VoteCounts,
+    aggregate_comparison,
+    aggregate_votes,
+    count_values,
+    is_disputed,
+    plurality,
+)
 from annotations.exporting.archive import verify_export, write_zip
 from annotations.exporting.card import render_dataset_card
 from annotations.exporting.export import (
@@ -40,7 +48,10 @@ __all__ = [
     "VoteRecord",
     "aggregate_comparison",
     "aggregate_votes",
+    "count_values",
     "data_path",
+    "is_disputed",
+    "plurality",
     "render_dataset_card",
     "ties_path",
     "verify_export",

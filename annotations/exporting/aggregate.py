@@ -66,6 +66,8 @@ class CriterionOutcome:
     judge_votes: VoteCounts
     agreement: float
     margin: float
+    # The label is an adjudicator's decision (policy decision "adjudicated"), not the votes'.
+    adjudicated: bool = False
 
     def label_dict(self) -> dict[str, object]:
         return {
@@ -109,7 +111,11 @@ def aggregate_comparison(
     scale_points: int,
     rater_gold_accuracy: Mapping[str, float | None],
 ) -> dict[str, CriterionOutcome]:
-    """One CriterionOutcome per requested criterion (votes on other criteria are ignored)."""
+    """One CriterionOutcome per requested criterion (votes on other criteria are ignored).
+
+    Under decision "adjudicated", a criterion the record carries an adjudication for takes the adjudicated
+    value instead of the votes' label (whatever the votes, min_votes and min_margin say); a comparison
+    flagged "both unacceptable" still gets no label: safety outranks adjudication."""
     max_strength = max_strength_for_scale(scale_points)
     flagged = is_flagged_both_unacceptable(record, policy)
     counted_by_criterion: dict[str, list[VoteRecord]] = {key: [] for key in criteria}
@@ -119,8 +125,13 @@ def aggregate_comparison(
         if rater_exclusion(vote.rater, is_judge=vote.is_judge, policy=policy, rater_gold_accuracy=rater_gold_accuracy):
             continue
         counted_by_criterion[vote.criterion].append(vote)
+    decided = dict(record.adjudications) if policy.decision == "adjudicated" and not flagged else {}
     return {
-        key: aggregate_votes(votes, policy=policy, max_strength=max_strength, both_unacceptable=flagged)
+        key: (
+            adjudicated_outcome(votes, value=decided[key], max_strength=max_strength)
+            if key in decided
+            else aggregate_votes(votes, policy=policy, max_strength=max_strength, both_unacceptable=flagged)
+        )
         for key, votes in counted_by_criterion.items()
     }
 
@@ -157,16 +168,13 @@ def aggregate_votes(
             preferred = "tie"
         else:
             return no_label("no_consensus")
-    elif counts.a > counts.b and counts.a > counts.tie:
-        preferred = "a"
-    elif counts.b > counts.a and counts.b > counts.tie:
-        preferred = "b"
-    elif counts.tie > counts.a and counts.tie > counts.b:
-        preferred = "tie"
     else:
-        # No plurality (1 A against 1 B, or as many ties as votes for a side): the raters disagree. That
-        # is not equality, and a model must not be trained to treat it as a tie.
-        return no_label("disputed")
+        # "majority", and "adjudicated" where no adjudication exists.
+        preferred = plurality(counts)
+        if preferred is None:
+            # No plurality (1 A against 1 B, or as many ties as votes for a side): the raters disagree. That
+            # is not equality, and a model must not be trained to treat it as a tie.
+            return no_label("disputed")
 
     if preferred == "tie":
         return CriterionOutcome("tie", "tie", counts, judge_counts, _round(counts.tie / n), 0.0)
@@ -181,15 +189,60 @@ def aggregate_votes(
 
 
 def _count(votes: Iterable[VoteRecord]) -> VoteCounts:
+    return count_values(vote.value for vote in votes)
+
+
+def count_values(values: Iterable[int]) -> VoteCounts:
+    """Votes by option from canonical values (negative: a, the first response; positive: b; 0: tie)."""
     a = tie = b = 0
-    for vote in votes:
-        if vote.value < 0:
+    for value in values:
+        if value < 0:
             a += 1
-        elif vote.value > 0:
+        elif value > 0:
             b += 1
         else:
             tie += 1
     return VoteCounts(a=a, tie=tie, b=b)
+
+
+def plurality(counts: VoteCounts) -> str | None:
+    """The majority rule: "a", "b" or "tie" when that option has strictly the most votes, else None."""
+    if counts.a > counts.b and counts.a > counts.tie:
+        return "a"
+    if counts.b > counts.a and counts.b > counts.tie:
+        return "b"
+    if counts.tie > counts.a and counts.tie > counts.b:
+        return "tie"
+    return None
+
+
+def is_disputed(counts: VoteCounts) -> bool:
+    """The raters disagree with no plurality (1 A against 1 B, or as many ties as votes for a side): the
+    majority rule's "disputed", which is not a tie. The one definition the export, the Disputes page and
+    adjudication share."""
+    return counts.total > 0 and plurality(counts) is None
+
+
+def option_of_value(value: int) -> str:
+    """ "a", "b" or "tie" for a canonical value."""
+    return "a" if value < 0 else "b" if value > 0 else "tie"
+
+
+def adjudicated_outcome(votes: list[VoteRecord], *, value: int, max_strength: int) -> CriterionOutcome:
+    """The label an adjudicator decided (canonical `value`), with the counted votes kept for the record:
+    agreement is the share of counted votes on the decided option, margin the votes' strength toward it."""
+    counts = _count(votes)
+    n = counts.total
+    preferred = option_of_value(value)
+    on_preferred = {"a": counts.a, "b": counts.b, "tie": counts.tie}[preferred]
+    agreement = _round(on_preferred / n) if n else 0.0
+    margin = 0.0
+    if preferred != "tie" and n:
+        signed_strength = sum(v.value for v in votes) / (max_strength * n)
+        margin = _round(max(0.0, -signed_strength if preferred == "a" else signed_strength))
+    return CriterionOutcome(
+        preferred, preferred, counts, _count(v for v in votes if v.is_judge), agreement, margin, True
+    )
 
 
 def _round(value: float) -> float:

@@ -12,6 +12,11 @@ _DECISION_TEXT = {
         'disagreement: no label, counted as "disputed" in the outcomes, never written as a tie'
     ),
     "unanimity": "every counted vote must be on the same option, otherwise the criterion gets no label",
+    "adjudicated": (
+        "where a researcher adjudicated a disputed criterion of a comparison, the recorded decision (A, tie or B) "
+        "is the label, whatever the votes; everywhere else the majority rule: the option with strictly the most "
+        'counted votes wins, and a shared top is "disputed" (no label)'
+    ),
 }
 
 
@@ -59,6 +64,10 @@ def render_dataset_card(manifest: dict[str, Any]) -> str:
     add(f"- format: `{fmt}`, files: `{ext}`")
     add(f"- filters: `{json.dumps(manifest['filters'], sort_keys=True, ensure_ascii=False)}`")
     add(f"- comparisons read: {manifest['comparisons']['total']}")
+    add(
+        "- comparisons left out because a response in them was excluded from exports (safety review): "
+        f"{manifest['comparisons']['excluded_responses']}"
+    )
     add("- every file's sha256 is in `manifest.json` (`files`)")
     add("")
     add("## Criteria and rubric versions")
@@ -102,6 +111,9 @@ def render_dataset_card(manifest: dict[str, Any]) -> str:
         '- a comparison that any clinician flagged as "both unacceptable" never yields a chosen response, '
         f"on any criterion ({manifest['comparisons']['both_unacceptable']} such comparison(s) here)"
     )
+    if policy["decision"] == "adjudicated":
+        counts = ", ".join(f"{c}: {manifest['adjudicated'][c]}" for c in criteria)
+        add(f"- labels decided by adjudication, per criterion: {counts} (`adjudicated` in `manifest.json`)")
     add("")
     add("```json")
     add(json.dumps(policy, sort_keys=True, indent=2))

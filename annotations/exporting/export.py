@@ -90,6 +90,8 @@ class ExportSpec:
     agreement: Mapping[str, Any] = field(default_factory=dict)
     rater_gold_accuracy: Mapping[str, float | None] = field(default_factory=dict)
     created_at: str | None = None
+    # Comparisons the caller left out because a response in them was excluded from exports (safety queue).
+    excluded_response_comparisons: int = 0
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -125,6 +127,9 @@ class ExportSpec:
                 json.dumps(getattr(self, name), sort_keys=True)
             except (TypeError, ValueError) as error:
                 raise ExportInputError(f"{name} must be JSON-serialisable with string keys: {error}") from error
+        count = self.excluded_response_comparisons
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ExportInputError(f"excluded_response_comparisons must be an integer >= 0; got {count!r}")
         for label, accuracy in self.rater_gold_accuracy.items():
             if accuracy is not None and not (isinstance(accuracy, int | float) and 0.0 <= accuracy <= 1.0):
                 raise ExportInputError(
@@ -276,6 +281,7 @@ def _write_into(
     rows = {c: dict.fromkeys(splits, 0) for c in criteria}
     tie_rows = {c: dict.fromkeys(splits, 0) for c in criteria}
     outcomes = {c: dict.fromkeys(STATUSES, 0) for c in criteria}
+    adjudicated = dict.fromkeys(criteria, 0)
     comparisons_by_split = dict.fromkeys(splits, 0)
     comparisons_both_unacceptable = 0
     systems: dict[str, int] = {}
@@ -316,6 +322,8 @@ def _write_into(
             prompt = prompt_messages(record)
             for key, outcome in per_criterion.items():
                 outcomes[key][outcome.status] += 1
+                if outcome.adjudicated:
+                    adjudicated[key] += 1
 
             if spec.format == "multi-objective":
                 if any(o.preferred is not None for o in per_criterion.values()):
@@ -365,9 +373,11 @@ def _write_into(
         "comparisons": {
             "total": done,
             "both_unacceptable": comparisons_both_unacceptable,
+            "excluded_responses": spec.excluded_response_comparisons,
             "by_split": comparisons_by_split,
         },
         "outcomes": outcomes,
+        "adjudicated": adjudicated,
         "rows": rows,
         "tie_rows": tie_rows,
         "systems": dict(sorted(systems.items())),

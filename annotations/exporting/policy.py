@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-DECISIONS = ("majority", "unanimity")
+DECISIONS = ("majority", "unanimity", "adjudicated")
 TIE_HANDLING = ("drop", "separate_file")
 
 
@@ -23,7 +23,9 @@ class AggregationPolicy:
     """How counted votes become a preference.
 
     decision: "majority" (the option among a / tie / b with strictly the most counted votes; a
-        shared top is a tie) or "unanimity" (every counted vote on the same option, else no label).
+        shared top is "disputed", no label) or "unanimity" (every counted vote on the same option, else no
+        label) or "adjudicated" (a researcher's recorded decision where one exists for the comparison and
+        criterion, the majority rule elsewhere).
     min_votes: fewer counted votes than this gives no label.
     min_margin: a chosen side also needs a strength-weighted margin of at least this much, in
         [0, 1]: the mean over counted votes of value / max|value|, signed toward the chosen side

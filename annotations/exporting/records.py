@@ -54,6 +54,8 @@ class ComparisonRecord:
     first: ResponseRecord
     second: ResponseRecord
     votes: tuple[VoteRecord, ...]
+    # (criterion key, canonical value) decided by an adjudicator; used under the "adjudicated" decision.
+    adjudications: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ComparisonRecord:
@@ -61,7 +63,7 @@ class ComparisonRecord:
 
         Expected keys: comparison_id, prompt_id, prompt (list of {"role", "content"}),
         first and second ({"id", "content", "system"}), votes (list of {"criterion", "rater",
-        "is_judge", "value", "both_unacceptable"}).
+        "is_judge", "value", "both_unacceptable"}); optionally adjudications ({criterion: canonical value}).
         """
         comparison_id = _require(data, "comparison_id", "record")
         where = f"comparison {comparison_id!r}"
@@ -85,6 +87,7 @@ class ComparisonRecord:
                 )
                 for i, v in enumerate(_require(data, "votes", where))
             )
+            adjudications = tuple(sorted((data.get("adjudications") or {}).items()))
         except (TypeError, AttributeError) as error:
             raise ExportInputError(f"{where}: malformed record ({error})") from error
         return cls(
@@ -94,6 +97,7 @@ class ComparisonRecord:
             first=first,
             second=second,
             votes=votes,
+            adjudications=adjudications,
         )
 
 
@@ -156,6 +160,18 @@ def validate_record(record: ComparisonRecord, *, max_strength: int) -> None:
         if key in seen:
             raise ExportInputError(f"{field}: rater {vote.rater!r} voted twice on criterion {vote.criterion!r}")
         seen.add(key)
+    decided: set[str] = set()
+    for i, pair in enumerate(record.adjudications):
+        field = f"{where}: adjudications[{i}]"
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ExportInputError(f"{field} must be a (criterion, value) pair")
+        criterion, value = pair
+        _check_str(criterion, f"{field}.criterion", allow_empty=False)
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > max_strength:
+            raise ExportInputError(f"{field}.value must be an int with |value| <= {max_strength}, got {value!r}")
+        if criterion in decided:
+            raise ExportInputError(f"{field}: criterion {criterion!r} adjudicated twice")
+        decided.add(criterion)
 
 
 def _check_str(value: object, field: str, *, allow_empty: bool) -> None:

@@ -323,7 +323,13 @@ class _RunLock:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, self.export_id])
 
 
-def export_spec(*, export: PreferenceExport, agreement: Mapping[str, Any], created_at: str | None) -> ExportSpec:
+def export_spec(
+    *,
+    export: PreferenceExport,
+    agreement: Mapping[str, Any],
+    created_at: str | None,
+    excluded_response_comparisons: int = 0,
+) -> ExportSpec:
     """The pure core's ExportSpec for an export row (criteria with the study's rubric versions)."""
     study = export.study
     by_key = {c.key: c for c in study_criteria(study)}
@@ -345,6 +351,7 @@ def export_spec(*, export: PreferenceExport, agreement: Mapping[str, Any], creat
         agreement=agreement,
         rater_gold_accuracy=rater_gold_accuracy(study=study),
         created_at=created_at,
+        excluded_response_comparisons=excluded_response_comparisons,
     )
 
 
@@ -365,6 +372,7 @@ def export_query(export: PreferenceExport) -> ExportQuery:
         systems=tuple(filters.get("systems") or ()),
         submitted_before=parse_datetime(before) if before else None,
         exclude_gold_items=bool(filters.get("exclude_gold_items", False)),
+        use_adjudications=export.policy.get("decision") == "adjudicated",
     )
 
 
@@ -438,6 +446,7 @@ def export_write_files(
             export=export,
             agreement=agreement,
             created_at=as_of.astimezone(datetime.UTC).isoformat() if as_of else None,
+            excluded_response_comparisons=reader.excluded_response_comparisons_count(),
         )
         strata = reader.prompt_strata(spec.split.stratify_by) if spec.split.stratify_by else None
         records = reader.records(**({"chunk_rows": chunk_rows} if chunk_rows else {}))

@@ -1,4 +1,5 @@
-"""The researcher's workspace page for a study: progress, below-k, leases, safety queue, clinicians, gold."""
+"""The researcher's workspace page for a study: progress, below-k, leases, clinicians, gold; the safety queue's
+count with a link to its own page (annotations/views/safety.py)."""
 
 import json
 
@@ -20,6 +21,7 @@ from annotations.services.assignment import (
     workspace_progress,
 )
 from annotations.services.rating import comparison_mark_gold
+from annotations.services.safety import safety_counts, safety_pairs_load, safety_queue
 from annotations.services.studies import MAX_QUOTA
 from annotations.views.common import study_for
 
@@ -46,6 +48,9 @@ def study_progress(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "study": study,
         "progress": workspace_progress(study=study),
+        "safety": safety_counts(study=study),
+        # The first few pairs still to review; the queue itself, with its actions, is the Safety tab.
+        "safety_pairs": safety_pairs_load(comparisons=list(safety_queue(study=study, status="open")[:5])),
         "clinicians": clinicians,
         "can_manage": request.user.has_perm("annotations.manage_study", study),
         "rationale_modes": Study.RationaleMode.choices,

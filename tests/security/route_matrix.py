@@ -1278,3 +1278,140 @@ ROUTES["api-comparison-gold"] = [
     Check(method="put", kwargs=_gold_kwargs, data=_gold_api_body, expect=STUDY_API_READ),
     Check(method="delete", kwargs=_gold_kwargs, expect=STUDY_API_READ),
 ]
+
+
+# --- disputes and adjudication, safety queue (issue 12, items 8 and 9) -------------------------------------
+def _disputed_item(w) -> dict[str, Any]:
+    """Two external raters split on s1's first criterion of the World's comparison: a disputed item."""
+    from django.utils import timezone
+
+    from annotations.models import Assignment, Rater, Rating
+    from annotations.services.studies import study_criteria
+
+    criterion = study_criteria(w.study)[0]
+    for label, value in (("matrix-split-a", -1), ("matrix-split-b", 1)):
+        rater, _ = Rater.objects.get_or_create(kind=Rater.Kind.EXTERNAL, label=label)
+        assignment, created = Assignment.objects.get_or_create(
+            comparison=w.comparison,
+            rater=rater,
+            defaults={
+                "study": w.study,
+                "status": Assignment.Status.SUBMITTED,
+                "purpose": Assignment.Purpose.IMPORTED,
+                "submitted_at": timezone.now(),
+            },
+        )
+        if created:
+            Rating.objects.create(assignment=assignment, criterion=criterion, value=value)
+    return {"slug": w.study.slug, "comparison_id": w.comparison.pk, "criterion": criterion.key}
+
+
+def _flagged_pair(w) -> dict[str, Any]:
+    """An external rater marked both responses of the World's comparison unacceptable: a flagged pair."""
+    from django.utils import timezone
+
+    from annotations.models import Assignment, Rater
+
+    rater, _ = Rater.objects.get_or_create(kind=Rater.Kind.EXTERNAL, label="matrix-flagger")
+    Assignment.objects.get_or_create(
+        comparison=w.comparison,
+        rater=rater,
+        defaults={
+            "study": w.study,
+            "status": Assignment.Status.SUBMITTED,
+            "purpose": Assignment.Purpose.IMPORTED,
+            "submitted_at": timezone.now(),
+            "both_unacceptable": True,
+            "unacceptable_reason": "Both miss the crisis.",
+        },
+    )
+    return {"slug": w.study.slug, "comparison_id": w.comparison.pk}
+
+
+def _decision(w) -> dict[str, Any]:
+    item = _disputed_item(w)
+    return {
+        "comparison": item["comparison_id"],
+        "criterion": item["criterion"],
+        "decision": "tie",
+        "reason": "Both fine",
+    }
+
+
+ROUTES["study-disputes"] = [
+    Check(kwargs=s1, expect=STUDY_PAGE),
+    Check(kwargs=lambda w: {"slug": _disputed_item(w)["slug"]}, expect=STUDY_PAGE),
+]
+ROUTES["study-dispute"] = [Check(kwargs=_disputed_item, expect=STUDY_PAGE)]
+ROUTES["study-dispute-decide"] = [
+    Check(method="post", kwargs=_disputed_item, data={"decision": "tie", "reason": "Both fine"}, expect=STUDY_FORM_POST)
+]
+ROUTES["study-dispute-withdraw"] = [Check(method="post", kwargs=_disputed_item, expect=STUDY_FORM_POST)]
+ROUTES["study-safety"] = [
+    Check(kwargs=s1, expect=STUDY_PAGE),
+    Check(kwargs=lambda w: {"slug": _flagged_pair(w)["slug"]}, expect=STUDY_PAGE),
+]
+ROUTES["study-safety-pair"] = [Check(kwargs=_flagged_pair, expect=STUDY_PAGE)]
+ROUTES["study-safety-review"] = [Check(method="post", kwargs=_flagged_pair, expect=STUDY_FORM_POST)]
+ROUTES["study-safety-note"] = [
+    Check(method="post", kwargs=_flagged_pair, data={"note": "Seen"}, expect=STUDY_FORM_POST)
+]
+ROUTES["study-response-exports"] = [
+    Check(
+        method="post",
+        kwargs=lambda w: {**_flagged_pair(w), "response_id": w.comparison.response_first_id},
+        data={"excluded": "1"},
+        expect=STUDY_FORM_POST,
+    )
+]
+ROUTES["api-dispute-list"] = [Check(kwargs=lambda w: {"slug": _disputed_item(w)["slug"]}, expect=STUDY_API_READ)]
+ROUTES["api-adjudication-list"] = [
+    Check(kwargs=s1, expect=STUDY_API_READ),
+    Check(
+        method="post",
+        kwargs=s1,
+        data=_decision,
+        # The researcher decides (201); the admin, sending the same decision, changes nothing (200).
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=201, admin=200
+        ),
+    ),
+]
+ROUTES["api-adjudication-detail"] = [
+    Check(kwargs=_disputed_item, expect=STUDY_API_READ),
+    Check(
+        method="delete",
+        kwargs=lambda w: (_decide_for_matrix(w), _disputed_item(w))[1],
+        # The researcher withdraws the decision (204); nothing is left for the admin (404).
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=204, admin=404
+        ),
+    ),
+]
+ROUTES["api-safety-queue"] = [Check(kwargs=lambda w: {"slug": _flagged_pair(w)["slug"]}, expect=STUDY_API_READ)]
+ROUTES["api-safety-pair"] = [Check(kwargs=_flagged_pair, expect=STUDY_API_READ)]
+ROUTES["api-safety-review"] = [
+    Check(method="post", kwargs=_flagged_pair, data={"status": "reviewed", "note": "Seen"}, expect=STUDY_API_READ)
+]
+ROUTES["api-response-exports"] = [
+    Check(
+        method="post",
+        kwargs=lambda w: {"slug": w.study.slug, "response_id": w.comparison.response_first_id},
+        data={"excluded": True},
+        expect=STUDY_API_READ,
+    )
+]
+
+
+def _decide_for_matrix(w) -> dict[str, Any]:
+    from annotations.models import Adjudication
+    from annotations.services.studies import study_criteria
+
+    item = _disputed_item(w)
+    Adjudication.objects.get_or_create(
+        study=w.study,
+        comparison=w.comparison,
+        criterion=study_criteria(w.study)[0],
+        defaults={"value": 0, "reason": "matrix", "decided_by": w.researcher},
+    )
+    return item
