@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from annotations.api.studies import api_study
 from annotations.models import Comparison
 from annotations.selectors_items import item_filters_from_query, items_for_study, items_page_load
-from annotations.services.raw_data import RAW_FORMATS, raw_data_filename, raw_data_stream
+from annotations.services.raw_data import RAW_FORMATS, raw_data_filename, raw_data_stream, raw_kind_check
 
 ITEM_PARAMETERS = [
     OpenApiParameter("criterion", str, description="criterion key: only this criterion's ratings and disagreement"),
@@ -51,6 +51,18 @@ class ItemSkipOutput(serializers.Serializer):
     reason = serializers.CharField()
 
 
+class ItemSpanOutput(serializers.Serializer):
+    rater = serializers.CharField()
+    rater_kind = serializers.CharField()
+    response = serializers.CharField(help_text="first or second response of the comparison")
+    system = serializers.CharField()
+    label = serializers.CharField()
+    start = serializers.IntegerField(help_text="character offset into the response text")
+    end = serializers.IntegerField(help_text="character offset into the response text (exclusive)")
+    quote = serializers.CharField()
+    note = serializers.CharField()
+
+
 class ItemOutput(serializers.Serializer):
     comparison_id = serializers.IntegerField(source="pk")
     prompt_id = serializers.CharField(source="prompt.external_id")
@@ -64,6 +76,30 @@ class ItemOutput(serializers.Serializer):
     disagreement = serializers.IntegerField(help_text="0 all agree, 1 a side against a tie, 2 both sides")
     ratings = serializers.SerializerMethodField()
     not_rated = serializers.SerializerMethodField()
+    spans = serializers.SerializerMethodField()
+
+    @extend_schema_field(ItemSpanOutput(many=True))
+    def get_spans(self, item: Comparison) -> list[dict]:
+        """Marked passages of both responses (docs/spans.md), attached by items_page_load."""
+        rows = [
+            {
+                "rater": span.assignment.rater.label,
+                "rater_kind": span.assignment.rater.kind,
+                "response": position,
+                "system": response.system.name,
+                "label": span.label,
+                "start": span.start,
+                "end": span.end,
+                "quote": span.quote,
+                "note": span.note,
+            }
+            for position, response, spans in (
+                ("first", item.response_first, getattr(item, "spans_first", [])),
+                ("second", item.response_second, getattr(item, "spans_second", [])),
+            )
+            for span in spans
+        ]
+        return ItemSpanOutput(rows, many=True).data
 
     @extend_schema_field(ItemRatingOutput(many=True))
     @extend_schema_field(ItemRatingOutput(many=True))
@@ -142,16 +178,25 @@ class StudyRawDataApi(APIView):
             (200, "text/csv"): OpenApiTypes.BINARY,
             (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
         },
+        parameters=[
+            OpenApiParameter(
+                "kind", str, enum=["ratings", "spans"], description="`spans`: one row per marked passage instead"
+            )
+        ],
         description="Every rating and judgment of the study as one long table (docs/raw-data.md), streamed; "
-        "`file_format` is csv or parquet. Each download is audited.",
+        "`file_format` is csv or parquet; `kind=spans` gives the marked passages instead. Each download is audited.",
     )
     def get(self, request: Request, slug: str, file_format: str) -> StreamingHttpResponse:
         study = api_study(request, slug)
         if file_format not in RAW_FORMATS:
             raise Http404
-        chunks = raw_data_stream(study=study, file_format=file_format, actor=request.user, via="api")
+        try:
+            kind = raw_kind_check(request.query_params.get("kind", ""))
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
+        chunks = raw_data_stream(study=study, file_format=file_format, actor=request.user, via="api", kind=kind)
         response = StreamingHttpResponse(chunks, content_type=RAW_FORMATS[file_format])
-        filename = raw_data_filename(study=study, file_format=file_format)
+        filename = raw_data_filename(study=study, file_format=file_format, kind=kind)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 

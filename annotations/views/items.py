@@ -20,7 +20,7 @@ from annotations.selectors_items import (
     items_for_study,
     items_page_load,
 )
-from annotations.services.raw_data import RAW_FORMATS, raw_data_filename, raw_data_stream
+from annotations.services.raw_data import RAW_FORMATS, raw_data_filename, raw_data_stream, raw_kind_check
 from annotations.views.common import error_dict, study_for
 
 FILTER_FIELDS = (
@@ -66,9 +66,13 @@ def study_raw_data(request: HttpRequest, slug: str, file_format: str) -> Streami
     study = study_for(request, slug)
     if file_format not in RAW_FORMATS:
         raise Http404("No such format.")
-    chunks = raw_data_stream(study=study, file_format=file_format, actor=request.user, via="page")
+    try:
+        kind = raw_kind_check(request.GET.get("kind", ""))  # ?kind=spans: the marked passages
+    except ValidationError as exc:
+        return render(request, "bad_input.html", {"message": " ".join(exc.messages)}, status=400)
+    chunks = raw_data_stream(study=study, file_format=file_format, actor=request.user, via="page", kind=kind)
     response = StreamingHttpResponse(chunks, content_type=RAW_FORMATS[file_format])
-    filename = raw_data_filename(study=study, file_format=file_format)
+    filename = raw_data_filename(study=study, file_format=file_format, kind=kind)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from annotations.models import Assignment, Comparison, Rater, Study, StudyMembership
 from annotations.permissions import is_clinician
+from annotations.selectors_spans import pair_spans
 from annotations.services.assignment import (
     assignment_next,
     assignment_skip,
@@ -130,6 +131,7 @@ def _render_pair(
         "minutes_today": round((progress.seconds_today + (0 if revising else pair["active_seconds"])) / 60),
         "lease_lost": assignment.status == Assignment.Status.EXPIRED,
         "errors": errors or {},
+        "spans": pair_spans(assignment=assignment),  # marked passages (_spans.html): one query
         "error_list": [m for msgs in (errors or {}).values() for m in msgs],
         "client_state": {
             "id": pair["id"],

@@ -1415,3 +1415,60 @@ def _decide_for_matrix(w) -> dict[str, Any]:
         defaults={"value": 0, "reason": "matrix", "decided_by": w.researcher},
     )
     return item
+
+
+# --- marked passages and guidelines (annotations/views/spans.py, views/guidelines.py, api/spans.py, api/guidelines.py)
+def _own_span(w) -> dict[str, Any]:
+    """A span on the clinician's leased pair in s1 (s1 open), marked on the pair's first response."""
+    from annotations.models import Span
+
+    kwargs = _own_pair(w)
+    response = w.assignment.comparison.response_first
+    span = Span.objects.create(
+        assignment=w.assignment, response=response, start=0, end=1, label="unsafe", quote=response.content[:1]
+    )
+    return {**kwargs, "span_id": span.pk}
+
+
+SPAN_BODY = {"side": 1, "start": 0, "end": 1, "label": "unsafe"}
+ROUTES["workspace-span-create"] = [
+    Check(method="post", kwargs=lambda w: _own_pair(w), data=SPAN_BODY, expect=CLINICIAN_FORM_POST)
+]
+ROUTES["workspace-span-delete"] = [Check(method="post", kwargs=_own_span, expect=CLINICIAN_FORM_POST)]
+ROUTES["api-workspace-spans"] = [
+    Check(kwargs=lambda w: _own_pair(w), expect=CLINICIAN_API),
+    Check(
+        method="post",
+        kwargs=lambda w: _own_pair(w),
+        data=SPAN_BODY,
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=201, other_researcher=404, researcher=404, admin=404
+        ),
+    ),
+]
+ROUTES["api-workspace-span-detail"] = [
+    Check(
+        method="delete",
+        kwargs=_own_span,
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=204, other_researcher=404, researcher=404, admin=404
+        ),
+    )
+]
+ROUTES["workspace-guidelines"] = [Check(kwargs=s1, expect=CLINICIAN_PAGE)]
+ROUTES["api-workspace-guidelines"] = [Check(kwargs=s1, expect=CLINICIAN_API)]
+ROUTES["study-guidelines"] = [
+    Check(kwargs=s1, expect=STUDY_PAGE),
+    # Preview renders the page again (200); save redirects back to it.
+    Check(method="post", kwargs=s1, data={"guidelines": "Be kind.", "action": "preview"}, expect=STUDY_PAGE),
+    Check(
+        method="post",
+        kwargs=s1,
+        data={"guidelines": "Be kind.", "span_labels": "unsafe", "action": "save"},
+        expect=STUDY_FORM_POST,
+    ),
+]
+ROUTES["api-study-guidelines"] = [
+    Check(kwargs=s1, expect=STUDY_API_READ),
+    Check(method="put", kwargs=s1, data={"guidelines": "Be kind.", "span_labels": ["unsafe"]}, expect=STUDY_API_READ),
+]
