@@ -28,7 +28,9 @@ def ping(value: str) -> dict[str, str]:
     time_limit=settings.CELERY_TRAINING_TIME_LIMIT,
 )
 def training_job_run(self, job_id: int) -> str:
-    """Run one training job (queue `gpu`). Idempotent: the claim in the database decides whether to run."""
+    """Run one training job (queue `gpu`, or `gpu<N>` for N processes when routing by GPU count). Idempotent: the
+    claim in the database decides whether to run. A job of several processes is launched from here as a
+    subprocess (accelerate launch) that this task supervises; see annotations.training.distributed."""
     from annotations.services.training_jobs import training_job_execute
 
     soft_limit = settings.CELERY_TRAINING_SOFT_TIME_LIMIT

@@ -43,6 +43,13 @@ from annotations.services.exports import export_prompt_ids
 from annotations.services.job_state import job_cancel, job_requeue_if_held_by_dead_local_process, log_line
 from annotations.services.worker_processes import PID_SEPARATOR, worker_identity
 from annotations.training import TrainingSpec, TrainingSpecError, run_training, validate_spec
+from annotations.training.distributed import (
+    TrainingLaunchError,
+    TrainingProcessDied,
+    TrainingProcessFailed,
+    WorkerLimits,
+    run_training_launched,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +68,23 @@ MAX_ERROR_CHARS = 8000
 def heartbeat_seconds() -> int:
     """How often a running job writes its heartbeat (a thread, independent of step length)."""
     return settings.TRAINING_HEARTBEAT_SECONDS
+
+
+def worker_limits() -> WorkerLimits:
+    """This worker's bounds for multi-process jobs, from the settings or the environment: TRAINING_MAX_CPU_PROCESSES
+    (processes of one job on a machine without GPUs; 2), and for runs across machines TRAINING_MAIN_PROCESS_IP,
+    TRAINING_MAIN_PROCESS_PORT and TRAINING_MACHINE_RANK. The GPU count bounds GPU runs (checked in the core)."""
+
+    def setting(name: str, default: str) -> str:
+        value = getattr(settings, name, None)
+        return str(value) if value not in (None, "") else os.environ.get(name, default)
+
+    return WorkerLimits(
+        max_cpu_processes=int(setting("TRAINING_MAX_CPU_PROCESSES", "2")),
+        main_process_ip=setting("TRAINING_MAIN_PROCESS_IP", ""),
+        main_process_port=int(setting("TRAINING_MAIN_PROCESS_PORT", "0")),
+        machine_rank=int(setting("TRAINING_MACHINE_RANK", "0")),
+    )
 
 
 def stale_after_seconds() -> int:
@@ -382,10 +406,26 @@ def _split_leaks(*, export: PreferenceExport, inputs: list[TrainingJob]) -> dict
     return {}
 
 
+def training_job_queue(hyperparameters: dict[str, Any]) -> str:
+    """The Celery queue of a job: `gpu`, or with TRAINING_ROUTE_BY_GPU_COUNT on, `gpu<N>` for a job of N processes
+    per machine (N > 1), so that it reaches a worker with N GPUs (docs/operations.md, "Many GPUs")."""
+    route = getattr(settings, "TRAINING_ROUTE_BY_GPU_COUNT", None)
+    if route is None:
+        route = os.environ.get("TRAINING_ROUTE_BY_GPU_COUNT", "")
+    if str(route).strip().lower() not in ("1", "true", "yes", "on"):
+        return "gpu"
+    processes = int(hyperparameters.get("num_processes") or 1)
+    machines = int(hyperparameters.get("num_machines") or 1)
+    per_machine = max(processes // max(machines, 1), 1)
+    return "gpu" if per_machine == 1 else f"gpu{per_machine}"
+
+
 def _dispatch(job_id: int) -> None:
     from annotations.tasks import training_job_run
 
-    training_job_run.delay_on_commit(job_id)
+    hyperparameters = TrainingJob.objects.filter(pk=job_id).values_list("hyperparameters", flat=True).first()
+    queue = training_job_queue(hyperparameters or {})
+    transaction.on_commit(lambda: training_job_run.apply_async(args=[job_id], queue=queue))
 
 
 # ---- cancel, register ---------------------------------------------------------------------------
@@ -555,16 +595,37 @@ def training_job_execute(*, job_id: int, worker: str, stop_after_seconds: float 
             # Steps after the checkpoint will be trained and reported again.
             TrainingMetric.objects.filter(job_id=job_id, step__gt=resume_step or 0).delete()
         _write_lineage(job, output_dir)
-        result = run_training(
-            training_job_spec(job),
-            dataset_dir=job.export.path if job.export is not None else None,
-            output_dir=output_dir,
-            should_stop=run.should_stop,
-            report=run.report,
-        )
+        spec = training_job_spec(job)
+        dataset_dir = job.export.path if job.export is not None else None
+        if spec.num_processes > 1:
+            # The processes train; this one supervises: it alone writes the row (progress from rank 0's
+            # reports, the heartbeat) and passes a cancel to rank 0, which has every rank stop at the same step.
+            result = run_training_launched(
+                spec,
+                dataset_dir=dataset_dir,
+                output_dir=output_dir,
+                limits=worker_limits(),
+                should_stop=run.should_stop,
+                report=run.report,
+                log=run.log,
+            )
+        else:
+            result = run_training(
+                spec, dataset_dir=dataset_dir, output_dir=output_dir, should_stop=run.should_stop, report=run.report
+            )
     except SoftTimeLimitExceeded:
         run.requeue("soft time limit reached before the run could stop; re-queued from the last checkpoint")
         return "requeued"
+    except TrainingProcessDied as exc:
+        # Like a lost pool child: resume from the last checkpoint; attempts bound how often (the claim fails it).
+        logger.warning("training job %s: %s", job_id, exc)
+        run.requeue(f"{str(exc).splitlines()[0]}; re-queued from the last checkpoint")
+        return "requeued"
+    except (TrainingLaunchError, TrainingProcessFailed) as exc:
+        logger.warning("training job %s failed: %s", job_id, exc)
+        message = str(exc)
+        run.finish(JobStatus.FAILED, f"failed: {message.splitlines()[0]}", error=message[-MAX_ERROR_CHARS:])
+        return "failed"
     except Exception as exc:
         logger.exception("training job %s failed", job_id)
         run.finish(JobStatus.FAILED, f"failed: {exc}", error=traceback.format_exc()[-MAX_ERROR_CHARS:])
@@ -746,6 +807,8 @@ def training_job_artifacts_zip(job: TrainingJob) -> IO[bytes]:
     out = TemporaryFile()
     with zipfile.ZipFile(out, "w", allowZip64=True) as archive:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if ".launch" in path.relative_to(root).parts:
+                continue  # a running multi-process job's control files
             stored = path.suffix in (".safetensors", ".bin", ".pt", ".pth")
             archive.write(
                 path,

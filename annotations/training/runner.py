@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -55,13 +56,14 @@ def run_training(
     finished = output_dir / RESULT_FILE
     if finished.is_file():
         return TrainingResult(**json.loads(finished.read_text(encoding="utf-8")))
-    _write_config(spec, output_dir, dataset_dir)
+    if is_main_process():
+        # A multi-process run's supervisor has written both before starting the ranks (no rank races another).
+        prepare_output_dir(spec, dataset_dir, output_dir)
 
     if spec.kind == "merge":
         return _run_merge(spec, output_dir)
     assert dataset_dir is not None  # validate_spec guarantees a dataset for training kinds
     dataset_dir = Path(dataset_dir)
-    shutil.copyfile(dataset_dir / "manifest.json", output_dir / "manifest.json")
     runners = {
         "reward": _build_reward_trainer,
         "dpo": _build_dpo_trainer,
@@ -71,6 +73,23 @@ def run_training(
     return _train(spec, dataset_dir, output_dir, runners[spec.kind], should_stop, report)
 
 
+def prepare_output_dir(spec: TrainingSpec, dataset_dir: str | Path | None, output_dir: Path) -> None:
+    """training_config.json (refusing another spec's directory) and the snapshot's manifest, before training."""
+    _write_config(spec, output_dir, dataset_dir)
+    if dataset_dir is not None and spec.kind != "merge":
+        shutil.copyfile(Path(dataset_dir) / "manifest.json", output_dir / "manifest.json")
+
+
+def process_rank() -> int:
+    """This process's global rank: RANK, set by torchrun / accelerate launch for every process; 0 alone."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main_process() -> bool:
+    """Rank 0 writes the shared files (config, metrics, result, model card) and is the only one that reports."""
+    return process_rank() == 0
+
+
 # ---- control hooks ------------------------------------------------------------------------------
 
 
@@ -78,18 +97,26 @@ def _control_callback(should_stop: ShouldStop | None, report: Report | None, met
     from transformers import TrainerCallback
 
     class ControlCallback(TrainerCallback):
-        """Stops at the next step when asked (saving a checkpoint), reports and records metrics."""
+        """Stops at the next step when asked (saving a checkpoint), reports and records metrics.
+
+        With several processes only rank 0 asks should_stop() and reports; its answer is broadcast to every rank
+        at each step boundary, so all ranks stop after the same step and save one consistent checkpoint."""
 
         stopped = False
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if should_stop is not None and should_stop():
+            stop = bool(should_stop is not None and state.is_world_process_zero and should_stop())
+            if args.world_size > 1:
+                stop = _agree_from_rank_zero(stop, args.device)
+            if stop:
                 self.stopped = True
                 control.should_save = True
                 control.should_training_stop = True
             return control
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+            if not state.is_world_process_zero:
+                return  # the logged figures are already reduced over the ranks; one writer
             numbers = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
             with metrics_path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **numbers}) + "\n")
@@ -97,6 +124,13 @@ def _control_callback(should_stop: ShouldStop | None, report: Report | None, met
                 report(state.global_step, state.max_steps, float(state.epoch or 0.0), numbers)
 
     return ControlCallback()
+
+
+def _agree_from_rank_zero(flag: bool, device: Any) -> bool:
+    """Rank 0's flag on every rank (a collective: every rank calls it at the same step boundary)."""
+    from accelerate.utils import broadcast
+
+    return bool(broadcast(torch.tensor([int(flag)], device=device), from_process=0).item())
 
 
 # ---- shared training loop -----------------------------------------------------------------------
@@ -124,23 +158,27 @@ def _train(
 
     last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     resumed_from_step = _checkpoint_step(last_checkpoint)
-    metrics_truncate(output_dir / METRICS_FILE, after_step=resumed_from_step or 0)
+    if is_main_process():
+        metrics_truncate(output_dir / METRICS_FILE, after_step=resumed_from_step or 0)
     trainer.train(resume_from_checkpoint=last_checkpoint)
     state = trainer.state
     if control.stopped:
         return TrainingResult("stopped", str(output_dir), state.global_step, state.max_steps, resumed_from_step, {})
 
-    trainer.save_model(str(output_dir))
-    # Also logged, so reported and recorded. DPO and MODPO are scored on every criterion's test pairs.
+    trainer.save_model(str(output_dir))  # every rank calls it (FSDP gathers the shards); rank 0 writes
+    # Also logged, so reported and recorded. DPO and MODPO are scored on every criterion's test pairs; with
+    # several processes each scores its share of the pairs and the figures are gathered, every pair counted once.
     metrics = evaluate(trainer, heldout_pairs) if any(heldout_pairs.values()) else {}
-    for checkpoint in output_dir.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint)
     result = TrainingResult(
         "completed", str(output_dir), state.global_step, state.max_steps, resumed_from_step, metrics
     )
-    (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
-    # TRL's own card names the base model only when it came from the Hub ("fine-tuned version of None").
-    (output_dir / "README.md").write_text(model_card(spec, dataset_dir, result), encoding="utf-8")
+    trainer.accelerator.wait_for_everyone()
+    if is_main_process():
+        for checkpoint in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+        (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+        # TRL's own card names the base model only when it came from the Hub ("fine-tuned version of None").
+        (output_dir / "README.md").write_text(model_card(spec, dataset_dir, result), encoding="utf-8")
     return result
 
 
@@ -166,6 +204,14 @@ def model_card(spec: TrainingSpec, dataset_dir: Path | None, result: TrainingRes
     lines += [
         f"- adapter: {'LoRA' if spec.use_lora else 'none (full fine-tune)'}; precision: {spec.precision}",
         f"- steps: {result.global_step}; learning rate {spec.learning_rate}; batch size {spec.batch_size}; seed {spec.seed}",
+    ]
+    if spec.num_processes > 1:
+        global_batch = spec.batch_size * spec.num_processes * spec.gradient_accumulation_steps
+        lines.append(
+            f"- processes: {spec.num_processes} on {spec.num_machines} machine(s), {spec.distributed}; "
+            f"global batch {global_batch}"
+        )
+    lines += [
         "",
         "## Held-out figures",
         "",
@@ -222,6 +268,7 @@ def use_bf16(spec: TrainingSpec) -> bool:
 def _common_args(spec: TrainingSpec, output_dir: Path) -> dict[str, Any]:
     bf16 = use_bf16(spec)
     return {
+        **_distributed_args(spec),
         "output_dir": str(output_dir),
         "seed": spec.seed,
         "data_seed": spec.seed,
@@ -246,6 +293,27 @@ def _common_args(spec: TrainingSpec, output_dir: Path) -> dict[str, Any]:
         "dataloader_num_workers": 0,
         "max_length": spec.max_length,
     }
+
+
+def _distributed_args(spec: TrainingSpec) -> dict[str, Any]:
+    """TrainingArguments for a run launched as several processes (accelerate launch sets RANK, WORLD_SIZE...):
+    gloo on the CPU, NCCL on GPUs; FSDP through TrainingArguments' own fsdp options."""
+    if spec.num_processes <= 1:
+        return {}
+    args: dict[str, Any] = {"ddp_backend": "nccl" if torch.cuda.is_available() else "gloo"}
+    if spec.distributed == "fsdp":
+        args["fsdp"] = "full_shard auto_wrap"
+        args["fsdp_config"] = {
+            "version": 2,
+            # Full state dicts on save: the final model is one ordinary checkpoint, and resume reads the same.
+            "state_dict_type": "FULL_STATE_DICT",
+            "cpu_ram_efficient_loading": True,
+            "sync_module_states": True,
+            "use_orig_params": True,
+        }
+    else:
+        args["ddp_find_unused_parameters"] = False
+    return args
 
 
 def _model_dtype(spec: TrainingSpec) -> Any:
@@ -309,8 +377,12 @@ def _build_reward_trainer(spec, train_pairs, test_pairs, output_dir, control):
             return {}
         model = trainer.model
         model.eval()
-        chosen, rejected = score_pairs(
-            model, tokenizer, test_pairs, max_length=spec.max_length, batch_size=spec.batch_size * 2
+        chosen, rejected = _sharded(
+            trainer.accelerator,
+            test_pairs,
+            lambda share: score_pairs(
+                model, tokenizer, share, max_length=spec.max_length, batch_size=spec.batch_size * 2
+            ),
         )
         margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
         accuracy = pairwise_accuracy(chosen, rejected)
@@ -325,6 +397,23 @@ def _build_reward_trainer(spec, train_pairs, test_pairs, output_dir, control):
         return metrics
 
     return trainer, evaluate
+
+
+def _sharded(
+    accelerator: Any, items: list[Any], score: Callable[[list[Any]], tuple[list[float], list[float]]]
+) -> tuple[list[float], list[float]]:
+    """score(items) computed by all processes together: each scores one contiguous, equally long share (the last
+    padded with repeats of the last item, so every rank runs as many forward passes: FSDP needs that), the shares
+    are gathered in rank order and the padding cut off, so every item is scored exactly once, in order."""
+    world = accelerator.num_processes
+    if world == 1:
+        return score(items)
+    from accelerate.utils import gather_object
+
+    per_rank = -(-len(items) // world)
+    padded = items + [items[-1]] * (per_rank * world - len(items))
+    first, second = score(padded[accelerator.process_index * per_rank : (accelerator.process_index + 1) * per_rank])
+    return gather_object(list(first))[: len(items)], gather_object(list(second))[: len(items)]
 
 
 def reward_training_rows(spec: TrainingSpec, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -355,7 +444,8 @@ def _build_dpo_trainer(spec, train_pairs, test_pairs, output_dir, control):
 
         train_pairs = with_modpo_margins(spec, train_pairs)
         test_pairs = with_modpo_margins(spec, test_pairs)
-        _record_margins(output_dir / MARGINS_FILE, {"train": train_pairs, "test": test_pairs})
+        if is_main_process():
+            _record_margins(output_dir / MARGINS_FILE, {"train": train_pairs, "test": test_pairs})
         columns = (*columns, MARGIN_COLUMN)
         trainer_class = MODPOTrainer
         extra = {
@@ -489,7 +579,9 @@ def implicit_reward_margins(trainer: Any, reference: Any, pairs: list[dict[str, 
     model.eval()
     skipped = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", MARGIN_COLUMN}
     margins: list[float] = []
-    for batch in trainer.get_eval_dataloader(dataset):  # sequential: batches keep the pairs' order
+    # Sequential, and sharded across processes by the accelerator: gather_for_metrics puts the shares together
+    # and drops the pairs repeated to even out the last batch, so every test pair counts exactly once.
+    for batch in trainer.get_eval_dataloader(dataset):
         inputs = trainer._prepare_inputs(batch)
         model_kwargs = {key: value for key, value in inputs.items() if key not in skipped}
         labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
@@ -499,7 +591,7 @@ def implicit_reward_margins(trainer: Any, reference: Any, pairs: list[dict[str, 
         chosen_logps, rejected_logps = logps[:, -seq_len:].float().sum(dim=1).chunk(2, dim=0)
         ref_chosen, ref_rejected = trainer.compute_ref_log_probs(reference, inputs)
         rewards = beta * ((chosen_logps - ref_chosen.float()) - (rejected_logps - ref_rejected.float()))
-        margins.extend(rewards.cpu().tolist())
+        margins.extend(trainer.accelerator.gather_for_metrics(rewards.float()).cpu().tolist())
     return margins
 
 
@@ -510,7 +602,8 @@ def with_modpo_margins(spec: TrainingSpec, pairs: list[dict[str, Any]]) -> list[
     from annotations.training.modpo import MARGIN_COLUMN
 
     margins = [0.0] * len(pairs)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # Every process scores all pairs on its own GPU (LOCAL_RANK), so each holds the full margin column.
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}" if torch.cuda.is_available() else "cpu"
     for criterion, weight in sorted(spec.weights.items()):
         if criterion == spec.criterion or weight == 0 or not pairs:
             continue

@@ -14,6 +14,9 @@ KINDS = ("reward", "dpo", "modpo", "sft", "merge")
 KINDS_NEEDING_DATA = ("reward", "dpo", "modpo", "sft")
 PRECISIONS = ("auto", "bf16", "fp32")
 SNAPSHOT_FORMATS = ("trl-dpo", "reward", "multi-objective")
+# How a job with several processes shares the work: "ddp" replicates the model on every process (LoRA, and full
+# fine-tunes that fit on one GPU); "fsdp" shards a full fine-tune's weights, gradients and optimizer state.
+DISTRIBUTED_STRATEGIES = ("ddp", "fsdp")
 FORMATS_WITH_MARGINS = ("reward", "multi-objective")  # rows carry the strength-weighted margin of their label
 WEIGHT_SUM_TOLERANCE = 1e-6
 # Upper bounds of the numeric options: far above any run this platform is for, low enough that a typo (or a
@@ -31,6 +34,8 @@ OPTION_MAXIMUMS: dict[str, int | float] = {
     "learning_rate": 1.0,
     "beta": 100.0,
     "seed": 2**32 - 1,
+    "num_processes": 1_024,
+    "num_machines": 128,
 }
 
 
@@ -74,6 +79,11 @@ class TrainingSpec:
     seed: int = 0
     logging_steps: int = 5
     save_steps: int = 100
+    # Processes (one per GPU; on a CPU-only worker, CPU processes with gloo) across all machines, and machines.
+    # batch_size is per process: the global batch is batch_size * num_processes * gradient_accumulation_steps.
+    num_processes: int = 1
+    num_machines: int = 1
+    distributed: str = "ddp"  # with num_processes > 1: "ddp" or "fsdp" (full fine-tunes only)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -181,12 +191,38 @@ def validate_spec(spec: TrainingSpec, *, dataset_dir: str | Path | None = None) 
         errors.update(_merge_problems(spec))
     if spec.reward_margins and spec.kind != "reward":
         errors["reward_margins"] = "only reward models train with margins"
+    errors.update(_distributed_problems(spec, errors))
     if dataset_dir is not None and spec.kind in KINDS_NEEDING_DATA:
         problem = _dataset_problem(spec, Path(dataset_dir))
         if problem:
             errors["dataset"] = problem
     if errors:
         raise TrainingSpecError(errors)
+
+
+def _distributed_problems(spec: TrainingSpec, errors: dict[str, str]) -> dict[str, str]:
+    """num_processes, num_machines and distributed. How many processes a worker may start is its own bound
+    (its GPU count), checked when the job runs: the web process cannot see the worker's GPUs."""
+    problems: dict[str, str] = {}
+    for name in ("num_processes", "num_machines"):
+        value = getattr(spec, name)
+        if name not in errors and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            problems[name] = "must be a whole number, 1 or more"
+    if problems or "num_processes" in errors or "num_machines" in errors:
+        return problems
+    if spec.num_processes % spec.num_machines:
+        problems["num_processes"] = (
+            f"must be a multiple of num_machines ({spec.num_machines}): every machine runs as many processes"
+        )
+    elif spec.num_machines > spec.num_processes:
+        problems["num_machines"] = "cannot exceed num_processes"
+    if spec.kind == "merge" and (spec.num_processes > 1 or spec.num_machines > 1):
+        problems["num_processes"] = "a merge runs in one process"
+    if spec.distributed not in DISTRIBUTED_STRATEGIES:
+        problems["distributed"] = f"expected one of {', '.join(DISTRIBUTED_STRATEGIES)}"
+    elif spec.distributed == "fsdp" and spec.use_lora:
+        problems["distributed"] = "fsdp shards full fine-tunes (use_lora=false); LoRA jobs use ddp"
+    return problems
 
 
 def offline_model_problem(name: str) -> str | None:
