@@ -100,7 +100,7 @@ class DiffCriterionOutput(serializers.Serializer):
     version = serializers.IntegerField()
     title = serializers.CharField()
     is_overall = serializers.BooleanField()
-    status = serializers.ChoiceField(choices=["first", "added", "removed", "changed", "unchanged"])
+    status = serializers.CharField(help_text="first (version 1), added, removed, changed or unchanged")
     fields = DiffFieldOutput(many=True)
 
 

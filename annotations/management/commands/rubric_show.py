@@ -17,7 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--study", required=True, help="the study's slug")
         group = parser.add_mutually_exclusive_group()
         group.add_argument("--versions", action="store_true", help="list every rubric version with what changed")
-        group.add_argument("--version", type=int, help="one version with a word diff against the one before")
+        group.add_argument(
+            "--number", type=int, help="one version (its number) with a word diff against the one before"
+        )
 
     def handle(self, *args, **options) -> None:
         study = Study.objects.filter(slug=options["study"]).first()
@@ -35,11 +37,11 @@ class Command(BaseCommand):
                 }
                 for v in rubric_versions(study=study)
             ]
-        elif options["version"] is not None:
+        elif options["number"] is not None:
             rubric_versions_ensure(study=study)
-            version = RubricVersion.objects.filter(study=study, number=options["version"]).first()
+            version = RubricVersion.objects.filter(study=study, number=options["number"]).first()
             if version is None:
-                raise CommandError(f"--version: the study has no rubric v{options['version']}.")
+                raise CommandError(f"--number: the study has no rubric v{options['version']}.")
             previous = RubricVersion.objects.filter(study=study, number__lt=version.number).order_by("-number").first()
             payload = {
                 "number": version.number,
