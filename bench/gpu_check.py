@@ -1,9 +1,14 @@
-"""DPO vs MODPO step cost on a ~0.5B model built from a config (no download).
+"""DPO vs MODPO step cost on a ~0.5B model built from a config (no download), and two correctness checks of the
+training path itself.
 
 Prints tokens per second, peak memory, MFU and the MODPO / DPO step-time ratio, measured in the
-same run. Targets: MODPO / DPO <= 1.1; MFU >= 35% on an H100 or H200. `--tiny` runs a tiny model
-on CPU in seconds (the smoke test in make test). Run through bench/gpu_check.sh, which picks the
-interpreter.
+same run. Targets: MODPO / DPO <= 1.1; MFU >= 35% on an H100 or H200. Then:
+- full fine-tune mixed precision: run_training (full DPO, precision bf16, lr 5e-7) must change nearly all weights
+  (> 90%), which it does only with fp32 master weights under bf16 autocast;
+- DDP: with 2 or more GPUs, the same DPO job as 2 processes (accelerate launch, through run_training_launched) and as
+  one process with the same global batch must reach the same loss; skipped, saying so, with fewer GPUs.
+`--tiny` runs a tiny model on CPU in seconds (the smoke test in make test). Run through bench/gpu_check.sh, which
+picks the interpreter.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODPO_TARGET_RATIO = 1.1
 MFU_TARGET = 0.35
+CHANGED_SHARE_TARGET = 0.9  # full fine-tune at lr 5e-7 in bf16 autocast: share of weights that moved
+DDP_LOSS_TOLERANCE = 1e-3  # 2 processes vs 1 with the same global batch: final losses this close (absolute)
+CHECK_CRITERIA = ["empathy", "safety", "active_listening"]
 
 
 def peak_bf16_flops(device_name: str) -> float | None:
@@ -58,6 +66,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--response-words", type=int, default=None)
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the device's bf16 peak")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--skip-checks", action="store_true", help="timings only: no mixed-precision or DDP check")
+    parser.add_argument(
+        "--ddp-on-cpu", action="store_true", help="run the DDP check on CPU processes (gloo) when there are no GPUs"
+    )
     args = parser.parse_args()
     defaults = (
         {"steps": 3, "warmup": 1, "batch_size": 2, "prompt_words": 8, "response_words": 8}
@@ -245,9 +257,161 @@ def main() -> int:
     mfu_ok = None if mfu != mfu else mfu >= MFU_TARGET  # NaN: no known peak (CPU or unknown GPU)
     verdict = "n/a (no known bf16 peak)" if mfu_ok is None else ("PASS" if mfu_ok else "FAIL")
     print(f"MFU (DPO): {format_share(mfu)} (target >= {MFU_TARGET:.0%} on H100/H200): {verdict}")
-    if args.strict and (not ratio_ok or mfu_ok is False):
+    checks_ok = True
+    if not args.skip_checks:
+        with tempfile.TemporaryDirectory() as scratch:
+            checks_ok = run_checks(Path(scratch), args, cuda=cuda, bf16=bf16)
+    if args.strict and (not ratio_ok or mfu_ok is False or not checks_ok):
         return 1
     return 0
+
+
+# ---- checks of the training path (run_training, accelerate launch) --------------------------------------------
+
+
+def check_workspace(root: Path, tiny: bool) -> tuple[str, str]:
+    """A base model and a snapshot for the checks: the tiny test model on CPU, a wider one (about 20M parameters)
+    on a GPU, so a step is real GPU work yet the check takes seconds."""
+    from annotations.training.synthetic import phrase_vocabulary, write_snapshot
+    from annotations.training.tiny import build_tiny_model
+
+    size = {} if tiny else {"hidden_size": 512, "num_layers": 8}
+    base = build_tiny_model(root / "base", phrase_vocabulary(CHECK_CRITERIA), **size)
+    snapshot = write_snapshot(root / "snapshot", criteria=CHECK_CRITERIA, train_count=64, test_count=16)
+    return str(base), str(snapshot)
+
+
+def changed_share(before: dict, after: dict) -> float:
+    changed = total = 0
+    for key, value in before.items():
+        if value.is_floating_point() and key in after:
+            changed += int((after[key].float().cpu() != value.float().cpu()).sum())
+            total += value.numel()
+    return changed / total if total else 0.0
+
+
+def check_mixed_precision(root: Path, base: str, snapshot: str) -> bool:
+    """Full DPO fine-tune, precision bf16, lr 5e-7, 10 steps, through run_training: the share of weights changed."""
+    from transformers import AutoModelForCausalLM
+
+    from annotations.training import TrainingSpec, run_training
+
+    spec = TrainingSpec(
+        kind="dpo",
+        base_model=base,
+        criterion="empathy",
+        use_lora=False,
+        precision="bf16",
+        learning_rate=5e-7,
+        max_steps=10,
+        batch_size=4,
+        max_length=128,
+        logging_steps=10,
+        save_steps=10**6,
+    )
+    started = time.perf_counter()
+    run_training(spec, dataset_dir=snapshot, output_dir=root / "mixed-precision")
+    seconds = time.perf_counter() - started
+    before = AutoModelForCausalLM.from_pretrained(base, local_files_only=True).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(str(root / "mixed-precision"), local_files_only=True)
+    share = changed_share(before, after.state_dict())
+    ok = share > CHANGED_SHARE_TARGET and after.dtype == torch.float32
+    print(
+        f"full fine-tune mixed precision: {share:.1%} of weights changed after 10 steps at lr 5e-7 in bf16 autocast, "
+        f"saved as {str(after.dtype).replace('torch.', '')} ({seconds:.1f} s; target > {CHANGED_SHARE_TARGET:.0%}, "
+        f"fp32 master weights): {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+def child_python_path(root: Path) -> str:
+    """PYTHONPATH for the processes accelerate launch starts: the repository, and when this interpreter is the system
+    python3 with .venv's packages added (gpu_check.sh), a sitecustomize doing the same in every child: torch first
+    from here, then .venv's site-packages where this script put them."""
+    entries = [str(Path(__file__).resolve().parents[1])]
+    if EXTRA_SITE:
+        custom = root / "child-site"
+        custom.mkdir(exist_ok=True)
+        where = (
+            "sys.path.insert(0, extra)"
+            if os.environ.get("GPU_CHECK_SITE_MODE") == "prepend"
+            else "sys.path.append(extra)"
+        )
+        (custom / "sitecustomize.py").write_text(
+            f"import sys\nimport torch  # noqa: F401\nextra = {EXTRA_SITE!r}\nif extra not in sys.path:\n    {where}\n"
+        )
+        entries.insert(0, str(custom))
+    return os.pathsep.join(entries + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
+
+def check_ddp(root: Path, base: str, snapshot: str, *, cuda: bool, allow_cpu: bool) -> bool | None:
+    """The same LoRA DPO job as 2 processes and as 1 with the same global batch: equal final loss. None: skipped."""
+    gpus = torch.cuda.device_count() if cuda else 0
+    if gpus < 2 and not (gpus == 0 and allow_cpu):
+        have = f"{gpus} GPU{'s' if gpus != 1 else ''}" if cuda else "no GPU"
+        print(f"DDP (2 processes): skipped: this machine has {have}; the check needs 2 (or --ddp-on-cpu without GPUs)")
+        return None
+    from annotations.training import TrainingSpec, run_training
+    from annotations.training.distributed import WorkerLimits, run_training_launched
+
+    common = {
+        "kind": "dpo",
+        "base_model": base,
+        "criterion": "empathy",
+        "max_steps": 5,
+        "learning_rate": 3e-3,
+        "max_length": 128,
+        "logging_steps": 1,
+        "save_steps": 10**6,
+        "lora_dropout": 0.0,  # dropout masks are drawn per process; without them both runs compute the same thing
+        "precision": "fp32",  # bf16 autocast rounds differently for batches of 2 and of 4
+    }
+    losses: dict[str, dict[int, float]] = {"one": {}, "two": {}}
+
+    def recorder(name: str):
+        def report(step: int, total: int, epoch: float, metrics: dict[str, float]) -> None:
+            if "loss" in metrics:
+                losses[name][step] = metrics["loss"]
+
+        return report
+
+    started = time.perf_counter()
+    run_training(
+        TrainingSpec(**common, batch_size=4), dataset_dir=snapshot, output_dir=root / "ddp-one", report=recorder("one")
+    )
+    one_seconds = time.perf_counter() - started
+    os.environ["PYTHONPATH"] = child_python_path(root)
+    started = time.perf_counter()
+    result = run_training_launched(
+        TrainingSpec(**common, batch_size=2, num_processes=2),
+        dataset_dir=snapshot,
+        output_dir=root / "ddp-two",
+        limits=WorkerLimits(max_cpu_processes=2),
+        report=recorder("two"),
+    )
+    two_seconds = time.perf_counter() - started
+    last = max(losses["one"])
+    difference = abs(losses["two"].get(last, float("nan")) - losses["one"][last])
+    ok = result.status == "completed" and difference <= DDP_LOSS_TOLERANCE
+    device = f"{gpus} GPUs, NCCL" if gpus else "CPU, gloo"
+    print(
+        f"DDP (2 processes, {device}): final loss {losses['two'].get(last, float('nan')):.6f} vs "
+        f"{losses['one'][last]:.6f} with one process and the same global batch (|diff| {difference:.2e}, "
+        f"target <= {DDP_LOSS_TOLERANCE:g}); wall {two_seconds:.1f} s vs {one_seconds:.1f} s incl. start-up: "
+        f"{'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+def run_checks(root: Path, args: argparse.Namespace, *, cuda: bool, bf16: bool) -> bool:
+    base, snapshot = check_workspace(root, args.tiny)
+    ok = True
+    if cuda and not bf16:
+        print("full fine-tune mixed precision: skipped: this GPU has no bf16")
+    else:
+        ok = check_mixed_precision(root, base, snapshot) and ok
+    ddp = check_ddp(root, base, snapshot, cuda=cuda, allow_cpu=args.ddp_on_cpu)
+    return ok and ddp is not False
 
 
 def format_gib(value: float) -> str:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # DPO vs MODPO step cost on a ~0.5B model from a config; `--tiny` for the CPU smoke test.
-# Usage: bench/gpu_check.sh [--tiny] [--steps N] [--batch-size B] [--strict] ...
+# Usage: bench/gpu_check.sh [--tiny] [--steps N] [--batch-size B] [--strict] [--skip-checks] [--ddp-on-cpu] ...
+# Also checks a full bf16 fine-tune keeps fp32 master weights, and with 2+ GPUs a 2-process DDP job against one
+# process (skipped, saying so, with fewer GPUs).
 #
 # Interpreter: .venv/bin/python when its torch sees a GPU, or when there is no GPU at all (the smoke
 # test). On a GPU machine whose .venv holds the CPU torch build, the system python3 with its own CUDA

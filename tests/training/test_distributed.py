@@ -2,9 +2,11 @@
 reads a run whose processes failed or died (stand-in processes: no training, so these run in a second)."""
 
 import itertools
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,44 @@ def test_the_rank_entry_point_imports_no_django():
     root = Path(__file__).resolve().parents[2]
     output = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert output.split() == ["False"]
+
+
+def test_a_process_started_with_the_parent_death_signal_dies_with_its_parent(tmp_path):
+    """What keeps a dead worker's ranks from training on as orphans: launcher and ranks die with their parent."""
+    pid_file = tmp_path / "grandchild.pid"
+    parent_code = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        from annotations.training.distributed import set_parent_death_signal
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=set_parent_death_signal)
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        time.sleep(60)
+        """
+    )
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=root)
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        grandchild = int(pid_file.read_text())
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not process_gone(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_gone(grandchild)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True

@@ -26,3 +26,8 @@ def test_gpu_check_runs_on_cpu_with_a_tiny_model():
     ratio = float(re.search(r"MODPO/DPO step-time ratio: ([\d.]+)", output).group(1))
     assert ratio > 0
     assert "MFU (DPO):" in output
+    # The training path's own checks: a full bf16 fine-tune at lr 5e-7 moves nearly every weight (fp32 master
+    # weights), and the 2-GPU DDP run says why it did not run here.
+    mixed = next(line for line in output.splitlines() if line.startswith("full fine-tune mixed precision:"))
+    assert mixed.endswith("PASS") and float(re.search(r"([\d.]+)% of weights changed", mixed).group(1)) > 90
+    assert "DDP (2 processes): skipped: this machine has no GPU" in output
