@@ -268,7 +268,6 @@ def use_bf16(spec: TrainingSpec) -> bool:
 def _common_args(spec: TrainingSpec, output_dir: Path) -> dict[str, Any]:
     bf16 = use_bf16(spec)
     return {
-        **_distributed_args(spec),
         "output_dir": str(output_dir),
         "seed": spec.seed,
         "data_seed": spec.seed,
@@ -279,6 +278,7 @@ def _common_args(spec: TrainingSpec, output_dir: Path) -> dict[str, Any]:
         "per_device_eval_batch_size": spec.batch_size,
         "gradient_accumulation_steps": spec.gradient_accumulation_steps,
         "gradient_checkpointing": spec.gradient_checkpointing,
+        **_distributed_args(spec),
         "bf16": bf16,
         "fp16": False,
         # Without a GPU, say so: TrainingArguments refuses bf16 autocast on the CPU unless told it is one.
@@ -302,15 +302,20 @@ def _distributed_args(spec: TrainingSpec) -> dict[str, Any]:
         return {}
     args: dict[str, Any] = {"ddp_backend": "nccl" if torch.cuda.is_available() else "gloo"}
     if spec.distributed == "fsdp":
-        args["fsdp"] = "full_shard auto_wrap"
+        args["fsdp"] = True
         args["fsdp_config"] = {
             "version": 2,
+            "reshard_after_forward": True,  # full shard: weights, gradients and optimizer state
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # one unit per decoder layer (_no_split_modules)
             # Full state dicts on save: the final model is one ordinary checkpoint, and resume reads the same.
             "state_dict_type": "FULL_STATE_DICT",
             "cpu_ram_efficient_loading": True,
             "sync_module_states": True,
             "use_orig_params": True,
+            # FSDP's own activation checkpointing; the trainer's would add an all-gather in the backward pass.
+            "activation_checkpointing": spec.gradient_checkpointing,
         }
+        args["gradient_checkpointing"] = False
     else:
         args["ddp_find_unused_parameters"] = False
     return args
