@@ -1,11 +1,14 @@
 """Reads shaped for pages, reports and exports. Writes live in services/."""
 
+from typing import Any
+
 from django.db.models import Count, Q
 
 from annotations.models import Assignment, Comparison, Judge, ScreeningHit, Study
+from annotations.selectors_reports import study_rater_counts
 
 
-def study_overview(*, study: Study) -> dict[str, int]:
+def study_overview(*, study: Study) -> dict[str, Any]:
     """Counts for the study page, in a handful of queries whatever the study's size."""
     counts = Study.objects.filter(pk=study.pk).aggregate(
         prompts=Count("prompts", distinct=True),
@@ -27,6 +30,8 @@ def study_overview(*, study: Study) -> dict[str, int]:
         "assignments_submitted": assignments["submitted"],
         "assignments_leased": assignments["leased"],
         "open_screening_hits": screening_hits_open(study=study).count(),
+        # Platform clinicians, imported raters and AI judges apart, counted as the report counts them.
+        "rater_counts": study_rater_counts(study=study),
     }
 
 

@@ -405,8 +405,11 @@ def clinician_panel(*, study: Study) -> dict[str, Any]:
             user__rater__assignments__comparison__excluded=False,
         )
         .distinct()
-        .values_list("licence_type", "years_of_practice", "specialties")
+        # The id keeps two clinicians with the same licence, years and specialties apart: without it the
+        # distinct rows merged them, and the panel undercounted.
+        .values_list("pk", "licence_type", "years_of_practice", "specialties")
     )
+    profiles = [row[1:] for row in profiles]
 
     def grouped(values: list[str]) -> list[dict[str, Any]]:
         counts: dict[str, int] = {}

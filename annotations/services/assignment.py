@@ -586,8 +586,20 @@ def workspace_progress(*, study: Study, now: datetime | None = None, listed: int
         .values_list("criterion_id")
         .annotate(n=Count("id"))
     )
+    # The three kinds of rater counted apart, as the overview and the report count them: "ratings" stays the
+    # platform clinicians' progress towards the target; `by_kind` says what else (imported, judged) there is.
+    from annotations.selectors_reports import RATER_KINDS, study_rater_counts
+
+    rater_counts = study_rater_counts(study=study)
     per_criterion = [
-        {"key": c.key, "title": c.title, "version": c.version, "ratings": rated.get(c.pk, 0), "target": target}
+        {
+            "key": c.key,
+            "title": c.title,
+            "version": c.version,
+            "ratings": rated.get(c.pk, 0),
+            "target": target,
+            "by_kind": rater_counts["per_criterion"].get(c.pk, dict.fromkeys(RATER_KINDS, 0)),
+        }
         for c in study_criteria(study)
     ]
     gold = gold_accuracy(study=study)
@@ -657,6 +669,7 @@ def workspace_progress(*, study: Study, now: datetime | None = None, listed: int
         "gold_comparisons": Comparison.objects.filter(study=study, is_gold=True, excluded=False).count(),
         "target_ratings_per_criterion": target,
         "per_criterion": per_criterion,
+        "rater_counts": rater_counts,
         "per_rater": per_rater,
         "below_k": below_k,
         "leases": leases,

@@ -821,7 +821,6 @@ def study_report_download(request: HttpRequest, slug: str, file_format: str) -> 
     document = report_document(study=study, snapshot=snapshot)
     stamp = snapshot.computed_at.strftime("%Y%m%d-%H%M%S")
     filename = f"{study.slug}-report-{stamp}.{file_format}"
-    audit_download(actor=request.user, kind=f"report_{file_format}", study=study, obj=snapshot, data={"file": filename})
     if file_format == "pdf":
         # The same context as the page (summary, charts, methods, provenance) for this very snapshot.
         context = report_context(study=study, request=request, params=params, printable=True, charts=False)
@@ -832,6 +831,7 @@ def study_report_download(request: HttpRequest, slug: str, file_format: str) -> 
         response = HttpResponse(report_csv(document["report"]), content_type="text/csv; charset=utf-8")
     else:
         response = HttpResponse(json.dumps(document, indent=2), content_type="application/json")
+    audit_download(actor=request.user, kind=f"report_{file_format}", study=study, obj=snapshot, data={"file": filename})
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
