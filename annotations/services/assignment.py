@@ -19,7 +19,17 @@ Left/right order: each assignment stores a random seed; the side is drawn from `
 Efron's biased coin (p = 2/3 towards the side that balances the rater's history for the two systems, and
 certainty once the imbalance reaches a bound, as in the "big stick" design), so
 each rater sees each system on the left about half the time, and the draw can be replayed from the seed
-and the imbalance recorded in the audit log.
+and the imbalance recorded in the audit log. The history is kept as a counter per (study, rater, system)
+(SideBalance: shown on the left minus on the right), raised in the transaction that makes the assignment, so
+a claim reads two rows whatever the rater's history. A shown side stays shown: expiry and skips keep it.
+
+Spacing: with `Study.space_prompts` the claim first looks for a pair whose prompt is not among the prompts of
+the rater's last SPACE_PROMPTS_LAST pairs, and takes one of them only when nothing else is left.
+
+Cost: the clinician's page loop is hot, so a claim is a handful of statements. On PostgreSQL the pick and the
+count-in are one `UPDATE comparison ... WHERE id = (SELECT ... FOR NO KEY UPDATE SKIP LOCKED LIMIT 1) AND
+active_assignments < k RETURNING ...` that also returns the two systems and their side counters; the general
+ORM path (any database, every candidate locked, overlap steering) stays as the fallback.
 """
 
 import math
@@ -28,14 +38,24 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import combinations
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from annotations.models import Assignment, Comparison, Rater, Rating, Study, StudyMembership
+from annotations.models import (
+    Assignment,
+    Comparison,
+    Rater,
+    Rating,
+    Response,
+    SideBalance,
+    Study,
+    StudyMembership,
+)
 from annotations.services.accounts import clinician_rater_ensure, study_member_set
 from annotations.services.audit import audit_record
 from annotations.services.studies import study_criteria
@@ -45,6 +65,7 @@ COUNTED_PURPOSES = (Assignment.Purpose.RATING,)  # only these hold one of a comp
 BIASED_COIN_P = 2 / 3  # Efron (1971): probability of the balancing side when the history is unbalanced
 BIG_STICK = 3  # Soares & Wu (1983): beyond this imbalance the balancing side is certain
 EXPIRE_BATCH = 500
+SPACE_PROMPTS_LAST = 3  # with Study.space_prompts: avoid the prompts of the rater's last three pairs
 
 
 # ---- raters -----------------------------------------------------------------------------------
@@ -102,24 +123,30 @@ def order_draw(*, seed: int, imbalance: int) -> bool:
 
 
 def _side_imbalance(*, study: Study, rater: Rater, first_system: int, second_system: int) -> int:
-    """(left - right) of first_system minus (left - right) of second_system in the rater's shown pairs."""
-    rows = (
-        Assignment.objects.filter(study=study, rater=rater, left_is_first__isnull=False)
-        .filter(
-            Q(comparison__response_first__system_id__in=(first_system, second_system))
-            | Q(comparison__response_second__system_id__in=(first_system, second_system))
+    """(left - right) of first_system minus (left - right) of second_system in the rater's shown pairs.
+
+    Two rows of the SideBalance counter, whatever the length of the rater's history."""
+    lead = dict(
+        SideBalance.objects.filter(study=study, rater=rater, system_id__in=(first_system, second_system)).values_list(
+            "system_id", "lead"
         )
-        .values("left_is_first", fs=F("comparison__response_first__system_id"))
-        .annotate(ss=F("comparison__response_second__system_id"), n=Count("id"))
     )
-    lead: dict[int, int] = {first_system: 0, second_system: 0}
-    for row in rows:
-        left, right = (row["fs"], row["ss"]) if row["left_is_first"] else (row["ss"], row["fs"])
-        if left in lead:
-            lead[left] += row["n"]
-        if right in lead:
-            lead[right] -= row["n"]
-    return lead[first_system] - lead[second_system]
+    return lead.get(first_system, 0) - lead.get(second_system, 0)
+
+
+def _side_balance_add(*, study_id: int, rater_id: int, left_system: int, right_system: int) -> None:
+    """Count one shown pair: its left system +1, its right system -1. One upsert statement (PostgreSQL and
+    SQLite), adding to the stored value, so it is right even without the rater's lock."""
+    if left_system == right_system:
+        return  # nothing to balance between a system and itself
+    table = connection.ops.quote_name(SideBalance._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Table names and placeholders only.
+            f"INSERT INTO {table} (study_id, rater_id, system_id, lead) VALUES (%s, %s, %s, 1), (%s, %s, %s, -1) "  # noqa: S608
+            f"ON CONFLICT (study_id, rater_id, system_id) DO UPDATE SET lead = {table}.lead + excluded.lead",
+            [study_id, rater_id, left_system, study_id, rater_id, right_system],
+        )
 
 
 # ---- leases -----------------------------------------------------------------------------------
@@ -238,16 +265,69 @@ def _overlap_partners(*, study: Study, rater: Rater) -> list[int]:
     return [pk for pk in others.values_list("pk", flat=True) if shared.get(pk, 0) < needed]
 
 
-def _claim_regular(*, study: Study, rater: Rater) -> Comparison | None:
+@dataclass
+class _Claim:
+    """A comparison just counted in for the rater (its place among the k is taken)."""
+
+    comparison_id: int
+    first_system: int
+    second_system: int
+    imbalance: int
+    comparison: Comparison | None = None  # loaded with its texts on the ORM path
+
+
+def _recent_prompts(*, study: Study, rater: Rater):
+    """The prompts of the rater's last few pairs (newest ids first: the primary key follows creation)."""
+    return (
+        Assignment.objects.filter(study=study, rater=rater)
+        .order_by("-pk")
+        .values("comparison__prompt_id")[:SPACE_PROMPTS_LAST]
+    )
+
+
+def _claim_in_one_statement(*, study: Study, rater: Rater, pool) -> _Claim | None:
+    """PostgreSQL: pick, lock and count in one comparison of `pool` in a single statement that also returns
+    its two systems and the rater's side counters for them. None when every candidate is taken or held."""
+    pick = (
+        pool.order_by("-active_assignments", "id")
+        .values("pk")[:1]
+        .select_for_update(skip_locked=True, no_key=True, of=("self",))
+    )
+    pick_sql, pick_params = pick.query.get_compiler(using=pool.db).as_sql()
+    qn = connection.ops.quote_name
+    comparison, response, balance = (
+        qn(Comparison._meta.db_table),
+        qn(Response._meta.db_table),
+        qn(SideBalance._meta.db_table),
+    )
+    # Table names, placeholders and the ORM's own SQL for the pick only.
+    lead = (
+        f"(SELECT b.lead FROM {balance} b WHERE b.study_id = %s AND b.rater_id = %s AND b.system_id = {{}}.system_id)"  # noqa: S608
+    )
+    sql = (
+        f"UPDATE {comparison} AS c SET active_assignments = c.active_assignments + 1 "  # noqa: S608
+        f"FROM {response} r1, {response} r2 "
+        f"WHERE c.id = ({pick_sql}) AND c.active_assignments < %s "
+        f"AND r1.id = c.response_first_id AND r2.id = c.response_second_id "
+        f"RETURNING c.id, r1.system_id, r2.system_id, {lead.format('r1')}, {lead.format('r2')}"
+    )
+    params = [*pick_params, study.overlap_k, study.pk, rater.pk, study.pk, rater.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    comparison_id, first_system, second_system, lead_first, lead_second = row
+    return _Claim(comparison_id, first_system, second_system, (lead_first or 0) - (lead_second or 0))
+
+
+def _claim_regular(*, study: Study, rater: Rater) -> _Claim | None:
     """Lock and count in one comparison below k that the rater may take; None when the pool is empty."""
     pool = Comparison.objects.filter(
         study=study, is_gold=False, excluded=False, active_assignments__lt=study.overlap_k
     ).filter(_unseen_by(rater))
     if study.one_prompt_per_rater:
         pool = pool.exclude(Exists(Assignment.objects.filter(rater=rater, comparison__prompt_id=OuterRef("prompt_id"))))
-    pool = pool.annotate(
-        first_system=F("response_first__system_id"), second_system=F("response_second__system_id")
-    ).select_related("prompt", "response_first", "response_second")
     queries = [pool]
     if study.min_shared_per_rater_pair:
         partners = _overlap_partners(study=study, rater=rater)
@@ -256,8 +336,21 @@ def _claim_regular(*, study: Study, rater: Rater) -> Comparison | None:
                 Assignment.objects.filter(comparison=OuterRef("pk"), rater_id__in=partners, status__in=LIVE_STATUSES)
             )
             queries.insert(0, pool.filter(shares_with_partner))
+    if study.space_prompts and not study.one_prompt_per_rater:
+        # Spaced first: a pair of a prompt the rater has just seen only when nothing else is left.
+        recent = _recent_prompts(study=study, rater=rater)
+        queries = [q for query in queries for q in (query.exclude(prompt_id__in=Subquery(recent)), query)]
+    if connection.vendor == "postgresql" and not study.min_shared_per_rater_pair:
+        for query in queries:
+            claim = _claim_in_one_statement(study=study, rater=rater, pool=query)
+            if claim is not None:
+                return claim
     for query in queries:
-        ordered = query.order_by("-active_assignments", "id")
+        ordered = (
+            query.annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
+            .select_related("prompt", "response_first", "response_second")
+            .order_by("-active_assignments", "id")
+        )
         for _ in range(20):
             # Skip rows other claims hold, so fifty raters at once spread over the pool instead of queueing.
             candidate = ordered.select_for_update(skip_locked=True, no_key=True, of=("self",)).first()
@@ -274,7 +367,18 @@ def _claim_regular(*, study: Study, rater: Rater) -> Comparison | None:
                 active_assignments=F("active_assignments") + 1
             )
             if claimed == 1:
-                return candidate
+                return _Claim(
+                    candidate.pk,
+                    candidate.first_system,
+                    candidate.second_system,
+                    _side_imbalance(
+                        study=study,
+                        rater=rater,
+                        first_system=candidate.first_system,
+                        second_system=candidate.second_system,
+                    ),
+                    comparison=candidate,
+                )
     return None
 
 
@@ -285,18 +389,60 @@ def _wants_gold(*, study: Study, rater: Rater, done: int) -> bool:
     return random.Random(f"gold:{study.pk}:{rater.pk}:{done}").random() < study.gold_rate
 
 
-def assignment_next(*, study: Study, rater: Rater, now: datetime | None = None) -> Assignment | None:
+def leases_sweep_if_due(*, study: Study, rater: Rater | None = None, now: datetime | None = None) -> None:
+    """Expire other raters' stale leases in the study, at most once per SWEEP_INTERVAL in this process."""
+    now = now or timezone.now()
+    if _sweep_due(study_id=study.pk, now=now):
+        leases_expire(study=study, now=now, exclude_rater=rater)
+
+
+_UNKNOWN: Any = object()
+
+
+@dataclass(frozen=True)
+class NextClaim:
+    assignment: Assignment
+    audit: dict[str, Any] | None  # the audit_record() arguments of a new claim; None when a lease is resumed
+
+
+def assignment_next(
+    *, study: Study, rater: Rater, now: datetime | None = None, with_content: bool = True
+) -> Assignment | None:
     """The rater's current pair, or a newly claimed one; None when nothing is left for them (or the study
-    is not open, or their quota is reached)."""
+    is not open, or their quota is reached).
+
+    `with_content=False` (the pages, which redirect to the pair) skips loading the pair's texts."""
     now = now or timezone.now()
     if study.status != Study.Status.OPEN:
         return None
-    if _sweep_due(study_id=study.pk, now=now):
-        leases_expire(study=study, now=now, exclude_rater=rater)
+    leases_sweep_if_due(study=study, rater=rater, now=now)
     with transaction.atomic():
         # Serialise this rater's requests: a double click or two tabs must not claim two pairs.
         list(Rater.objects.select_for_update(no_key=True).filter(pk=rater.pk).values_list("pk", flat=True))
-        lease_until = now + timedelta(minutes=study.lease_minutes)
+        claim = assignment_next_locked(study=study, rater=rater, now=now, with_content=with_content)
+        if claim is None:
+            return None
+        if claim.audit is not None:
+            audit_record(**claim.audit)
+        return claim.assignment
+
+
+def assignment_next_locked(
+    *,
+    study: Study,
+    rater: Rater,
+    now: datetime,
+    with_content: bool = True,
+    current_pk: int | None = _UNKNOWN,
+    quota: int | None = _UNKNOWN,
+) -> NextClaim | None:
+    """assignment_next's work, inside the caller's transaction, with the rater's row already locked. Leaves
+    the audit row to the caller (so a submit and the next claim can append theirs together).
+
+    `current_pk` (the rater's live lease in the study, if any) and `quota` may be passed when the caller has
+    already read them; otherwise they are read here."""
+    lease_until = now + timedelta(minutes=study.lease_minutes)
+    if current_pk is _UNKNOWN:
         # Usually there is no current lease (the rater just submitted): look for its id first, and load the
         # pair's content only when there is one, which keeps the common path to a small query.
         current_pk = (
@@ -305,72 +451,84 @@ def assignment_next(*, study: Study, rater: Rater, now: datetime | None = None) 
             .values_list("pk", flat=True)
             .first()
         )
-        current = (
-            Assignment.objects.select_related(
-                "comparison__prompt", "comparison__response_first", "comparison__response_second"
-            ).get(pk=current_pk)
-            if current_pk is not None
-            else None
-        )
+    if current_pk is not None:
         # Renew it: still counted in its comparison unless another rater's sweep expired it a moment ago.
-        if (
-            current is not None
-            and Assignment.objects.filter(pk=current.pk, status=Assignment.Status.LEASED).update(
-                leased_until=lease_until
-            )
-            == 1
-        ):
-            current.leased_until = lease_until
+        renewed = Assignment.objects.filter(pk=current_pk, status=Assignment.Status.LEASED).update(
+            leased_until=lease_until
+        )
+        if renewed == 1:
+            related = ("comparison__prompt", "comparison__response_first", "comparison__response_second")
+            current = Assignment.objects.select_related(*(related if with_content else ())).get(pk=current_pk)
             current.study = study
-            return current
+            return NextClaim(current, None)
+    if quota is _UNKNOWN:
         quota = rater_quota(study=study, rater=rater)
-        # Counting the rater's work is needed only for calibration, quotas and gold.
-        needs_counts = study.calibration_size or study.gold_rate > 0 or quota is not None
-        counts = rater_counts(study=study, rater=rater) if needs_counts else None
-        purpose = Assignment.Purpose.RATING
-        comparison = None
-        if counts is not None and counts.calibration_started < study.calibration_size:
-            comparison = _pick_gold(study=study, rater=rater, calibration=True)
-            purpose = Assignment.Purpose.CALIBRATION
-        if comparison is None and counts is not None:
-            if quota is not None and counts.counted_for_quota >= quota:
-                return None
-            if _wants_gold(study=study, rater=rater, done=counts.counted_for_quota):
-                comparison = _pick_gold(study=study, rater=rater)
-                purpose = Assignment.Purpose.GOLD
-        if comparison is None:
-            comparison = _claim_regular(study=study, rater=rater)
-            purpose = Assignment.Purpose.RATING
-        if comparison is None:
+    # Counting the rater's work is needed only for calibration, quotas and gold.
+    needs_counts = study.calibration_size or study.gold_rate > 0 or quota is not None
+    counts = rater_counts(study=study, rater=rater) if needs_counts else None
+    purpose = Assignment.Purpose.RATING
+    picked: Comparison | None = None
+    if counts is not None and counts.calibration_started < study.calibration_size:
+        picked = _pick_gold(study=study, rater=rater, calibration=True)
+        purpose = Assignment.Purpose.CALIBRATION
+    if picked is None and counts is not None:
+        if quota is not None and counts.counted_for_quota >= quota:
             return None
-        imbalance = _side_imbalance(
-            study=study, rater=rater, first_system=comparison.first_system, second_system=comparison.second_system
+        if _wants_gold(study=study, rater=rater, done=counts.counted_for_quota):
+            picked = _pick_gold(study=study, rater=rater)
+            purpose = Assignment.Purpose.GOLD
+    if picked is not None:
+        claim = _Claim(
+            picked.pk,
+            picked.first_system,
+            picked.second_system,
+            _side_imbalance(
+                study=study, rater=rater, first_system=picked.first_system, second_system=picked.second_system
+            ),
+            comparison=picked,
         )
-        seed = secrets.randbits(63)
-        assignment = Assignment.objects.create(
-            study=study,
-            comparison=comparison,
-            rater=rater,
-            purpose=purpose,
-            left_is_first=order_draw(seed=seed, imbalance=imbalance),
-            order_seed=seed,
-            leased_until=lease_until,
+    else:
+        claim = _claim_regular(study=study, rater=rater)
+        purpose = Assignment.Purpose.RATING
+    if claim is None:
+        return None
+    seed = secrets.randbits(63)
+    left_is_first = order_draw(seed=seed, imbalance=claim.imbalance)
+    assignment = Assignment(
+        study=study,
+        comparison_id=claim.comparison_id,
+        rater=rater,
+        purpose=purpose,
+        left_is_first=left_is_first,
+        order_seed=seed,
+        leased_until=lease_until,
+    )
+    if claim.comparison is not None:
+        assignment.comparison = claim.comparison
+    assignment.save(force_insert=True)
+    left, right = (
+        (claim.first_system, claim.second_system) if left_is_first else (claim.second_system, claim.first_system)
+    )
+    _side_balance_add(study_id=study.pk, rater_id=rater.pk, left_system=left, right_system=right)
+    if with_content and claim.comparison is None:
+        assignment.comparison = Comparison.objects.select_related("prompt", "response_first", "response_second").get(
+            pk=claim.comparison_id
         )
-        audit_record(
-            actor=rater.user if rater.user_id else None,
-            actor_label=rater.label,
-            action="assignment.claim",
-            study=study,
-            obj=assignment,
-            data={
-                "comparison": comparison.pk,
-                "purpose": purpose,
-                "seed": seed,
-                "imbalance": imbalance,
-                "left_is_first": assignment.left_is_first,
-            },
-        )
-        return assignment
+    audit = {
+        "actor": rater.user if rater.user_id else None,
+        "actor_label": rater.label,
+        "action": "assignment.claim",
+        "study": study,
+        "obj": assignment,
+        "data": {
+            "comparison": claim.comparison_id,
+            "purpose": purpose,
+            "seed": seed,
+            "imbalance": claim.imbalance,
+            "left_is_first": left_is_first,
+        },
+    }
+    return NextClaim(assignment, audit)
 
 
 @transaction.atomic
@@ -529,11 +687,53 @@ def rater_progress(*, study: Study, rater: Rater, now: datetime | None = None) -
     )
 
 
+def _counted(queryset, value=None, **outer: str) -> Subquery:
+    """A scalar subquery: how many rows (or the sum of `value`) of `queryset` match the outer row's columns."""
+    filtered = queryset.filter(**{name: OuterRef(column) for name, column in outer.items()}).order_by()
+    grouped = filtered.values(next(iter(outer)))
+    return Subquery(grouped.annotate(n=Sum(value) if value else Count("id")).values("n"))
+
+
+def rater_progress_annotations(*, user: AbstractBaseUser, now: datetime | None = None) -> dict[str, Any]:
+    """rater_progress as annotations of an Assignment queryset (the pair page's one query reads them along with
+    the pair): the rater's done count and time today, their membership's role and quota, the fair-share pool."""
+    now = now or timezone.now()
+    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    submitted = Assignment.objects.filter(status=Assignment.Status.SUBMITTED)
+    membership = StudyMembership.objects.filter(study_id=OuterRef("study_id"), user=user).order_by("id")
+    return {
+        "progress_done": _counted(
+            submitted.exclude(purpose=Assignment.Purpose.CALIBRATION), rater_id="rater_id", study_id="study_id"
+        ),
+        "progress_seconds_today": _counted(
+            submitted.filter(submitted_at__gte=today), "active_seconds", rater_id="rater_id"
+        ),
+        "member_role": Subquery(membership.values("role")[:1]),
+        "member_quota": Subquery(membership.values("quota")[:1]),
+        "study_comparisons": _counted(Comparison.objects.filter(excluded=False, is_gold=False), study_id="study_id"),
+        "study_clinicians": _counted(
+            StudyMembership.objects.filter(role=StudyMembership.Role.CLINICIAN), study_id="study_id"
+        ),
+    }
+
+
+def rater_progress_from(*, study: Study, row: Any) -> RaterProgress:
+    """The RaterProgress of an assignment fetched with rater_progress_annotations (no further query)."""
+    done = row.progress_done or 0
+    target = row.member_quota if row.member_quota is not None else study.quota_per_rater
+    if target is None:
+        target = fair_share(
+            comparisons=row.study_comparisons or 0, overlap_k=study.overlap_k, clinicians=row.study_clinicians or 0
+        )
+    return RaterProgress(done=done, target=max(target, done), seconds_today=float(row.progress_seconds_today or 0))
+
+
 WORKSPACE_SETTINGS = (
     "overlap_k",
     "lease_minutes",
     "quota_per_rater",
     "one_prompt_per_rater",
+    "space_prompts",
     "min_shared_per_rater_pair",
     "calibration_size",
     "gold_rate",

@@ -13,13 +13,18 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from annotations.models import Assignment, Comparison, Criterion, Rater, Rating, Study
-from annotations.services.assignment import COUNTED_PURPOSES
-from annotations.services.audit import audit_record
+from annotations.models import Assignment, Comparison, Criterion, Rater, Rating, Study, StudyCriterion, StudyMembership
+from annotations.services.assignment import (
+    COUNTED_PURPOSES,
+    assignment_next_locked,
+    leases_sweep_if_due,
+    rater_progress_annotations,
+)
+from annotations.services.audit import audit_record, audit_record_many
 from annotations.services.studies import study_criteria
 
 MAX_DRAFT_BYTES = 64_000
@@ -144,6 +149,40 @@ def _actor(rater: Rater) -> AbstractBaseUser | None:
     return rater.user if rater.user_id else None
 
 
+# ---- the study's criteria, read once per rubric change per process ------------------------------------------
+# The pair page and the submit need the study's criteria on every request. A rubric edit replaces the study's
+# StudyCriterion rows (new ids, from a sequence) and a Criterion row is never edited once linked (a new version
+# is made instead), so (how many links, the highest link id) names one rubric: the hot queries read that pair
+# as two scalar subqueries and the criteria come from this per-process cache while it is unchanged.
+_CRITERIA_CACHE: dict[int, tuple[tuple[int, int], list[Criterion]]] = {}
+_CRITERIA_CACHE_MAX = 512
+
+
+def criteria_fingerprint_annotations() -> dict[str, Subquery]:
+    """Annotations (on a queryset with a `study_id` column) naming the study's current rubric."""
+    links = StudyCriterion.objects.filter(study_id=OuterRef("study_id")).order_by()
+    return {
+        "criteria_links": Subquery(links.values("study_id").annotate(n=Count("id")).values("n")),
+        "criteria_last_link": Subquery(links.order_by("-id").values("id")[:1]),
+    }
+
+
+def study_criteria_cached(study: Study, row: Any = None) -> list[Criterion]:
+    """study_criteria(study), from the cache when `row` (annotated by criteria_fingerprint_annotations) names
+    the rubric the cache holds; read and cached otherwise. Without `row`, a plain read."""
+    if row is None:
+        return study_criteria(study)
+    fingerprint = (row.criteria_links or 0, row.criteria_last_link or 0)
+    cached = _CRITERIA_CACHE.get(study.pk)
+    if cached is not None and cached[0] == fingerprint:
+        return list(cached[1])
+    criteria = study_criteria(study)
+    if len(_CRITERIA_CACHE) >= _CRITERIA_CACHE_MAX:
+        _CRITERIA_CACHE.clear()
+    _CRITERIA_CACHE[study.pk] = (fingerprint, criteria)
+    return list(criteria)
+
+
 @transaction.atomic
 def rating_submit(*, assignment: Assignment, rater: Rater, data: RatingInput) -> SubmitOutcome:
     """Store the rater's answers for a pair, canonically oriented, and close the assignment.
@@ -152,10 +191,20 @@ def rating_submit(*, assignment: Assignment, rater: Rater, data: RatingInput) ->
     is reinstated if its comparison still has room; otherwise the rater is told the pair went to someone else.
     """
     locked = _lock_own(assignment, rater)
+    outcome, audit = _submit_locked(locked=locked, rater=rater, criteria=study_criteria(locked.study), data=data)
+    if audit is not None:
+        audit_record(**audit)
+    return outcome
+
+
+def _submit_locked(
+    *, locked: Assignment, rater: Rater, criteria: list[Criterion], data: RatingInput
+) -> tuple[SubmitOutcome, dict[str, Any] | None]:
+    """rating_submit's work on the locked assignment, in the caller's transaction. Returns the outcome and the
+    audit_record() arguments of the new rating (None for a repeated submit), for the caller to append."""
     study = locked.study
     if study.status != Study.Status.OPEN:
         raise ValidationError("This study is closed; ratings can no longer be submitted.", code="study_closed")
-    criteria = study_criteria(study)
     _validate(study=study, criteria=criteria, data=data)
     canonical = {key: to_canonical(v, left_is_first=locked.left_is_first) for key, v in data.values.items()}
     is_calibration = locked.purpose == Assignment.Purpose.CALIBRATION
@@ -166,7 +215,7 @@ def rating_submit(*, assignment: Assignment, rater: Rater, data: RatingInput) ->
         feedback = (
             calibration_feedback(assignment=locked, criteria=criteria, canonical=stored) if is_calibration else None
         )
-        return SubmitOutcome(assignment=locked, created=False, feedback=feedback)
+        return SubmitOutcome(assignment=locked, created=False, feedback=feedback), None
     if locked.status == Assignment.Status.SKIPPED:
         raise ValidationError("This pair was skipped.", code="skipped")
     if locked.status == Assignment.Status.EXPIRED and locked.purpose in COUNTED_PURPOSES:
@@ -210,24 +259,96 @@ def rating_submit(*, assignment: Assignment, rater: Rater, data: RatingInput) ->
             "draft",
         ]
     )
-    audit_record(
-        actor=_actor(rater),
-        actor_label=rater.label,
-        action="rating.submit",
-        study=study,
-        obj=locked,
-        data={
+    audit = {
+        "actor": _actor(rater),
+        "actor_label": rater.label,
+        "action": "rating.submit",
+        "study": study,
+        "obj": locked,
+        "data": {
             "values": canonical,
             "both_unacceptable": locked.both_unacceptable,
             "criteria": {c.key: c.version for c in criteria},
             "total_seconds": locked.total_seconds,
             "active_seconds": locked.active_seconds,
         },
-    )
+    }
     feedback = (
         calibration_feedback(assignment=locked, criteria=criteria, canonical=canonical) if is_calibration else None
     )
-    return SubmitOutcome(assignment=locked, created=True, feedback=feedback)
+    return SubmitOutcome(assignment=locked, created=True, feedback=feedback), audit
+
+
+@dataclass(frozen=True)
+class SubmitAndNext:
+    outcome: SubmitOutcome
+    next: Assignment | None  # the rater's next pair; None after a calibration pair (feedback comes first) or at the end
+
+
+def rating_submit_and_next(
+    *, user: AbstractBaseUser, public_id: Any, data: RatingInput, now: datetime | None = None
+) -> SubmitAndNext:
+    """The clinician page's submit: store the answers and claim the next pair in one transaction.
+
+    The same rules as rating_submit followed by assignment_next, in fewer statements: the rater's row is locked
+    first (as assignment_next does, so a second tab waits), then the pair, read with the membership check, the
+    rater's other live lease, their quota and the rubric's fingerprint; the submit's and the claim's audit rows
+    go in together. Raises Assignment.DoesNotExist when the pair is not this clinician's (the view's 404), and
+    ValidationError as rating_submit does. Values for criteria the study does not have are ignored, as the
+    form's parser did."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rater = Rater.objects.select_for_update(no_key=True).filter(user=user).first()
+        if rater is None:
+            raise Assignment.DoesNotExist
+        rater.user = user
+        locked = (
+            Assignment.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("study", "comparison")
+            .annotate(
+                **criteria_fingerprint_annotations(),
+                **{k: v for k, v in rater_progress_annotations(user=user, now=now).items() if k.startswith("member_")},
+                other_lease=Subquery(
+                    Assignment.objects.filter(
+                        study_id=OuterRef("study_id"), rater_id=OuterRef("rater_id"), status=Assignment.Status.LEASED
+                    )
+                    .exclude(pk=OuterRef("pk"))
+                    .order_by("created_at", "pk")
+                    .values("pk")[:1]
+                ),
+            )
+            .filter(public_id=public_id, rater=rater)
+            .first()
+        )
+        if locked is None or locked.member_role != StudyMembership.Role.CLINICIAN:
+            raise Assignment.DoesNotExist
+        study = locked.study
+        criteria = criteria_in_page_order(study, row=locked)
+        known = {c.key for c in criteria}
+        data.values = {k: v for k, v in data.values.items() if k in known}
+        data.rationales = {k: v for k, v in data.rationales.items() if k in known}
+        was_leased = locked.status == Assignment.Status.LEASED
+        outcome, audit = _submit_locked(locked=locked, rater=rater, criteria=criteria, data=data)
+        audits = [audit] if audit is not None else []
+        claimed = None
+        # Straight on to the next pair, unless feedback comes first; a reinstated lease claims afresh afterwards,
+        # so this transaction never holds two comparisons' locks at once.
+        if outcome.feedback is None and was_leased and outcome.created:
+            quota = locked.member_quota if locked.member_quota is not None else study.quota_per_rater
+            claim = assignment_next_locked(
+                study=study, rater=rater, now=now, with_content=False, current_pk=locked.other_lease, quota=quota
+            )
+            if claim is not None:
+                claimed = claim.assignment
+                if claim.audit is not None:
+                    audits.append(claim.audit)
+        audit_record_many(audits)
+    leases_sweep_if_due(study=study, rater=rater, now=now)
+    if claimed is None and outcome.feedback is None and not (was_leased and outcome.created):
+        from annotations.services.assignment import assignment_next  # the separate claim after a reinstatement
+
+        claimed = assignment_next(study=study, rater=rater, now=now, with_content=False)
+    return SubmitAndNext(outcome=outcome, next=claimed)
 
 
 @transaction.atomic
@@ -428,9 +549,9 @@ def scale_options(points: int) -> list[dict[str, Any]]:
     return options
 
 
-def criteria_in_page_order(study: Study) -> list[Criterion]:
-    """The study's criteria in its order, with the overall preference last."""
-    criteria = study_criteria(study)
+def criteria_in_page_order(study: Study, row: Any = None) -> list[Criterion]:
+    """The study's criteria in its order, with the overall preference last (`row`: see study_criteria_cached)."""
+    criteria = study_criteria_cached(study, row)
     return [c for c in criteria if not c.is_overall] + [c for c in criteria if c.is_overall]
 
 

@@ -29,16 +29,19 @@ from annotations.services.assignment import (
     fair_share,
     rater_for_user,
     rater_progress,
+    rater_progress_annotations,
+    rater_progress_from,
 )
 from annotations.services.rating import (
     RatingInput,
     calibration_feedback,
+    criteria_fingerprint_annotations,
     criteria_in_page_order,
     draft_save,
     my_pairs_for_rater,
     pair_for_rater,
     rating_revise,
-    rating_submit,
+    rating_submit_and_next,
     scale_options,
 )
 from annotations.views.common import error_dict
@@ -56,6 +59,24 @@ def own_assignment(request: HttpRequest, public_id: uuid.UUID, *, with_content: 
     return assignment
 
 
+def pair_for_page(request: HttpRequest, public_id: uuid.UUID) -> Assignment:
+    """own_assignment for the pair page, in one query: the pair with its texts, the membership check, the
+    rater's progress ("pair n of N") and the rubric's fingerprint (criteria come from the per-process cache)."""
+    assignment = (
+        Assignment.objects.select_related(*PAIR_RELATED, "rater__user__profile")
+        .annotate(**rater_progress_annotations(user=request.user), **criteria_fingerprint_annotations())
+        .filter(public_id=public_id, rater__user=request.user)
+        .first()
+    )
+    if assignment is None or assignment.member_role != StudyMembership.Role.CLINICIAN:
+        raise Http404("No such pair.")
+    # The page's header asks for the account's profile (base.html): it came along with the rater, same account.
+    profile = getattr(assignment.rater.user, "profile", None)
+    if profile is not None:
+        request.user.profile = profile
+    return assignment
+
+
 def clinician_study(request: HttpRequest, slug: str) -> Study:
     study = Study.objects.filter(slug=slug).first()
     if study is None or not rules.has_perm("annotations.rate_in_study", request.user, study):
@@ -70,7 +91,10 @@ def _float(value: Any) -> float:
         return 0.0
 
 
-def rating_input_from_post(post: QueryDict, keys: list[str]) -> RatingInput:
+def rating_input_from_post(post: QueryDict, keys: list[str] | None = None) -> RatingInput:
+    """The form's answers; `keys=None` takes every v_<key> field (the service drops keys the study lacks)."""
+    if keys is None:
+        keys = [name[2:] for name in post if name.startswith("v_")]
     values: dict[str, int] = {}
     for key in keys:
         raw = post.get(f"v_{key}")
@@ -103,12 +127,18 @@ def _state_from_input(data: RatingInput) -> dict[str, Any]:
 def _render_pair(
     request: HttpRequest, assignment: Assignment, *, state: dict | None = None, errors: dict | None = None, status=200
 ) -> HttpResponse:
-    pair = pair_for_rater(assignment=assignment)
+    study = assignment.study
+    annotated = hasattr(assignment, "member_role")  # fetched by pair_for_page: progress and criteria came along
+    criteria_list = criteria_in_page_order(study, row=assignment if annotated else None)
+    pair = pair_for_rater(assignment=assignment, criteria=criteria_list)
     if state is not None:
         pair["state"] = state
     values = pair["state"]["values"]
-    study = assignment.study
-    progress = rater_progress(study=study, rater=assignment.rater)
+    progress = (
+        rater_progress_from(study=study, row=assignment)
+        if annotated
+        else rater_progress(study=study, rater=assignment.rater)
+    )
     revising = assignment.status == Assignment.Status.SUBMITTED
     rationales = pair["state"].get("rationales", {})
     criteria = [
@@ -151,7 +181,7 @@ def _render_pair(
 
 def _next_or_home(request: HttpRequest, study: Study) -> HttpResponse:
     rater = rater_for_user(user=request.user)
-    assignment = assignment_next(study=study, rater=rater)
+    assignment = assignment_next(study=study, rater=rater, with_content=False)
     if assignment is None:
         if study.status != Study.Status.OPEN:
             messages.info(request, f"“{study.title}” is not open for rating.")
@@ -256,7 +286,7 @@ def workspace_take_back(request: HttpRequest, public_id: uuid.UUID) -> HttpRespo
 
 @login_required
 def workspace_pair(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    assignment = own_assignment(request, public_id, with_content=True)
+    assignment = pair_for_page(request, public_id)
     if assignment.status == Assignment.Status.SKIPPED:
         messages.info(request, "You skipped that pair.")
         return redirect("workspace-home")
@@ -266,28 +296,39 @@ def workspace_pair(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_POST
 def workspace_submit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    assignment = own_assignment(request, public_id, with_content=True)
-    rater = rater_for_user(user=request.user)
-    keys = [c.key for c in criteria_in_page_order(assignment.study)]
-    data = rating_input_from_post(request.POST, keys)
+    """Submit (and go straight on to the next pair, claimed in the same transaction), or save a revision."""
     revising = request.POST.get("mode") == "revise"
-    try:
-        if revising:
-            rating_revise(assignment=assignment, rater=rater, data=data)
-        else:
-            outcome = rating_submit(assignment=assignment, rater=rater, data=data)
-    except ValidationError as exc:
-        if getattr(exc, "code", None) in ("lease_lost", "study_closed", "skipped"):
-            messages.error(request, " ".join(exc.messages))
-            return redirect("workspace-home")
-        errors = error_dict(exc, "form")
-        return _render_pair(request, assignment, state=_state_from_input(data), errors=errors, status=400)
     if revising:
+        assignment = own_assignment(request, public_id, with_content=True)
+        data = rating_input_from_post(request.POST, [c.key for c in criteria_in_page_order(assignment.study)])
+        try:
+            rating_revise(assignment=assignment, rater=rater_for_user(user=request.user), data=data)
+        except ValidationError as exc:
+            return _refused(request, public_id, exc, data)
         messages.success(request, "Your revised answers are saved.")
         return redirect("workspace-done", slug=assignment.study.slug)
-    if outcome.feedback is not None:
-        return redirect("workspace-feedback", public_id=assignment.public_id)
-    return _next_or_home(request, assignment.study)
+    data = rating_input_from_post(request.POST)
+    try:
+        result = rating_submit_and_next(user=request.user, public_id=public_id, data=data)
+    except Assignment.DoesNotExist:
+        raise Http404("No such pair.") from None
+    except ValidationError as exc:
+        return _refused(request, public_id, exc, data)
+    if result.outcome.feedback is not None:
+        return redirect("workspace-feedback", public_id=public_id)
+    if result.next is None:
+        return _next_or_home(request, result.outcome.assignment.study)
+    return redirect("workspace-pair", public_id=result.next.public_id)
+
+
+def _refused(request: HttpRequest, public_id: uuid.UUID, exc: ValidationError, data: RatingInput) -> HttpResponse:
+    """A refused submit: back home for a pair that can no longer be rated, else the page with its errors."""
+    if getattr(exc, "code", None) in ("lease_lost", "study_closed", "skipped"):
+        messages.error(request, " ".join(exc.messages))
+        return redirect("workspace-home")
+    assignment = pair_for_page(request, public_id)
+    errors = error_dict(exc, "form")
+    return _render_pair(request, assignment, state=_state_from_input(data), errors=errors, status=400)
 
 
 @login_required
