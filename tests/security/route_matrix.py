@@ -1472,3 +1472,11 @@ ROUTES["api-study-guidelines"] = [
     Check(kwargs=s1, expect=STUDY_API_READ),
     Check(method="put", kwargs=s1, data={"guidelines": "Be kind.", "span_labels": ["unsafe"]}, expect=STUDY_API_READ),
 ]
+# The report as a PDF (issue 12): like the CSV and JSON downloads, never computed here (302 until computed).
+ROUTES["study-report-download"].append(
+    Check(
+        kwargs=lambda w: {"slug": w.study.slug, "file_format": "pdf"},
+        query={"resamples": "0"},
+        expect=STUDY_FORM_POST,
+    )
+)
