@@ -100,6 +100,18 @@ class SafetyPair:
         }
 
     @property
+    def summary(self) -> list[str]:
+        """The reasons in words, e.g. ["1 marked both unacceptable", "2 unsafe passages marked"]."""
+        c = self.counts
+        parts = [
+            (c["both_unacceptable"], "marked both unacceptable", "marked both unacceptable"),
+            (c["safety_skips"], "skipped for safety", "skipped for safety"),
+            (c["other_skips"], "skipped for another reason", "skipped for another reason"),
+            (c["unsafe_spans"], "unsafe passage marked", "unsafe passages marked"),
+        ]
+        return [f"{n} {one if n == 1 else many}" for n, one, many in parts if n]
+
+    @property
     def responses(self) -> list[tuple[str, Response]]:
         return [("Response 1", self.comparison.response_first), ("Response 2", self.comparison.response_second)]
 
