@@ -185,6 +185,11 @@ def study_rubric(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except ValidationError as exc:
         errors = error_dict(exc, "criteria")
+        if "confirm" in errors:  # the warning is already on the page: say what to do
+            errors["confirm"] = [
+                f"Tick “I understand” above the Save button to save rubric v{rubric_versions_ensure(study=study).number + 1}"
+                f" while the study is {study.status}."
+            ]
         for name, messages_ in errors.items():
             parts = name.split(".")
             if parts[0] == "criteria" and len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < len(kept):
