@@ -43,6 +43,8 @@ def gold_answer_clean(*, study: Study, values: dict[str, Any], explanation: Any,
     errors: dict[str, list[str]] = {}
     limit = study.max_abs_value
     criteria = criteria_in_page_order(study)
+    if not criteria:
+        raise ValidationError({"expected": ["The study has no criteria yet; add them on the Rubric tab first."]})
     clean: dict[str, int] = {}
     for criterion in criteria:
         value = values.get(criterion.key)
