@@ -26,7 +26,7 @@ from annotations.services.safety import (
 )
 
 
-class SpanOutput(serializers.Serializer):
+class SafetySpanOutput(serializers.Serializer):
     response = serializers.CharField(help_text="Response 1 or Response 2")
     label = serializers.CharField()
     quote = serializers.CharField()
@@ -43,7 +43,7 @@ class RaterReasonsOutput(serializers.Serializer):
     unacceptable_reason = serializers.CharField()
     skip_reason = serializers.CharField()
     skip_is_safety = serializers.BooleanField()
-    spans = SpanOutput(many=True)
+    spans = SafetySpanOutput(many=True)
 
 
 class SafetyResponseOutput(serializers.Serializer):
@@ -60,7 +60,7 @@ class SafetyPairOutput(serializers.Serializer):
     prompt = serializers.JSONField()
     response_1 = SafetyResponseOutput()
     response_2 = SafetyResponseOutput()
-    status = serializers.ChoiceField(choices=SafetyReview.Status.choices)
+    status = serializers.CharField(help_text="open (to review) or reviewed")
     note = serializers.CharField()
     reviewed_by = serializers.CharField(allow_null=True)
     reviewed_at = serializers.DateTimeField(allow_null=True)
@@ -68,8 +68,14 @@ class SafetyPairOutput(serializers.Serializer):
 
 
 class ReviewInput(serializers.Serializer):
-    status = serializers.ChoiceField(choices=SafetyReview.Status.choices, default=SafetyReview.Status.REVIEWED)
+    # A plain string (checked below): a ChoiceField named "status" would collide with other enums in the schema.
+    status = serializers.CharField(default=SafetyReview.Status.REVIEWED, help_text="reviewed (default) or open")
     note = serializers.CharField(required=False, allow_blank=True, max_length=5000, help_text="replaces the note")
+
+    def validate_status(self, value: str) -> str:
+        if value not in SafetyReview.Status.values:
+            raise serializers.ValidationError("Choose reviewed or open.")
+        return value
 
 
 class ResponseExportsInput(serializers.Serializer):
