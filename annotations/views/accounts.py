@@ -224,6 +224,8 @@ def _people_context(request: HttpRequest, study: Study, can_manage: bool) -> dic
         "members": members,
         "clinicians": [m for m in members if m.role == StudyMembership.Role.CLINICIAN],
         "team": [m for m in members if m.role != StudyMembership.Role.CLINICIAN],
+        # The last owner cannot be removed (the service refuses it), so the page does not offer it.
+        "owners": sum(1 for m in members if m.role == StudyMembership.Role.OWNER),
         "invitations": invitations,
         "invitation_counts": counts,
         "can_manage": can_manage,
