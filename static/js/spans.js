@@ -266,7 +266,7 @@
 
   function updatePreview() {
     var passage = chosen();
-    preview.textContent = passage ? shorten(passage.quote, 240) : "";
+    preview.textContent = passage ? shorten(passage.quote, window.innerWidth < 600 ? 120 : 240) : "";
     var bySentence = !useSelection.checked;
     fromSelect.disabled = !bySentence;
     toSelect.disabled = !bySentence;

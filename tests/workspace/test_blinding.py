@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from annotations.models import Comparison, Prompt, Response, StudyMembership, System
+from annotations.models import Comparison, Prompt, Response, Span, StudyMembership, System
 from annotations.services.rating import comparison_mark_gold
 from tests.conftest import PASSWORD
 from tests.workspace.conftest import SYSTEM_NAMES, build_study
@@ -93,6 +93,10 @@ def test_nothing_a_clinician_can_reach_reveals_a_system_or_an_internal_id(client
     for comparison in Comparison.objects.filter(study=study).order_by("id")[:2]:
         comparison_mark_gold(comparison=comparison, expected={"overall": -1}, actor=researcher)
     StudyMembership.objects.create(study=study, user=clinician, role=StudyMembership.Role.CLINICIAN)
+    # Guidelines and span labels: shown to clinicians, so part of the crawl.
+    study.guidelines = "## How to rate\n\nRead both responses in full; mark unsafe passages."
+    study.span_labels = ["unsafe", "dismissive"]
+    study.save(update_fields=["guidelines", "span_labels"])
 
     # The secrets: system names and ids, response and prompt ids (internal and external), comparison ids.
     forbidden = set(SYSTEM_NAMES)
@@ -122,6 +126,14 @@ def test_nothing_a_clinician_can_reach_reveals_a_system_or_an_internal_id(client
         page = recorder.get(url)
         public_id = url.rstrip("/").split("/")[-1]
         recorder.post(reverse("workspace-draft", args=[public_id]), {"draft": '{"values": {"empathy": 1}}'})
+        # Marked passages on both sides, as the page's script sends them; then the page that draws them.
+        for side in ("1", "2"):
+            recorder.post(
+                reverse("workspace-span-create", args=[public_id]),
+                {"side": side, "start": "0", "end": "5", "label": "unsafe", "note": "Too quick."},
+                HTTP_ACCEPT="application/json",
+            )
+        recorder.get(url)
         if pairs_done == 3:
             response = recorder.post(reverse("workspace-skip", args=[public_id]), {"skip_reason": "Not my area"})
         else:
@@ -140,6 +152,16 @@ def test_nothing_a_clinician_can_reach_reveals_a_system_or_an_internal_id(client
     if nxt.status_code == 200:
         api_pair = nxt.json()["id"]
         recorder.get(reverse("api-workspace-pair", args=[api_pair]))
+        spans_url = reverse("api-workspace-spans", args=[api_pair])
+        marked = client.post(
+            spans_url, {"side": 2, "start": 0, "end": 5, "label": "dismissive"}, content_type="application/json"
+        )
+        recorder.record("span", marked)
+        recorder.get(spans_url)
+        recorder.record(
+            "span delete",
+            client.delete(reverse("api-workspace-span-detail", args=[api_pair, marked.json()["span"]["id"]])),
+        )
         recorder.record(
             "draft",
             client.put(reverse("api-workspace-draft", args=[api_pair]), {"draft": {}}, content_type="application/json"),
@@ -168,6 +190,8 @@ def test_nothing_a_clinician_can_reach_reveals_a_system_or_an_internal_id(client
             "/",
             reverse("workspace-home"),
             reverse("workspace-done", args=[study.slug]),
+            reverse("workspace-guidelines", args=[study.slug]),
+            reverse("api-workspace-guidelines", args=[study.slug]),
             reverse("study-list"),
             reverse("study-detail", args=[study.slug]),
             reverse("study-progress", args=[study.slug]),
@@ -178,6 +202,7 @@ def test_nothing_a_clinician_can_reach_reveals_a_system_or_an_internal_id(client
         ],
     )
     assert visited >= 10
+    assert Span.objects.filter(assignment__study=study).count() >= 6, "the crawl saw marked passages"
 
     id_pattern = re.compile(r"\b9[1-5]\d{6}\b")
     leaks = []
