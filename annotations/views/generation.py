@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations.models import GenerationRun, JobStatus, PreferenceExport, Study, System
+from annotations.plain import error_text
 from annotations.services.followup import followup_study_create
 from annotations.services.generation import (
     FINISHED,
@@ -109,8 +110,7 @@ def generation_run_from_job(request: HttpRequest, slug: str, public_id: uuid.UUI
             actor=request.user,
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error_dict(exc).items())
-        messages.error(request, f"Could not start generating: {problems}")
+        messages.error(request, f"Could not start generating: {error_text(exc)}")
         return redirect("job-detail", slug=study.slug, public_id=job.public_id)
     messages.success(request, "Generation queued.")
     return redirect("generation-run-detail", slug=study.slug, public_id=run.public_id)

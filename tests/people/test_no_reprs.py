@@ -8,7 +8,7 @@ from urllib.parse import urldefrag, urlparse
 import pytest
 from django.test import Client
 
-from annotations.models import PreferenceExport
+from annotations.models import GenerationRun, PreferenceExport, TrainingJob
 from annotations.plain import error_lines, error_text, value_text
 from annotations.services.accounts import invitation_create, invitation_revoke
 from annotations.services.demo import demo_load
@@ -121,6 +121,23 @@ def test_the_researchers_pages_of_a_demo_study_show_no_python_reprs(settings, tm
             "created_at": "2026-01-01T00:00:00Z",
         },
     )
+    export = PreferenceExport.objects.get(study=study)
+    job = TrainingJob.objects.create(
+        study=study,
+        export=export,
+        kind="modpo",
+        criterion_key="empathy",
+        base_model="tiny",
+        weights={"empathy": 0.7, "safety": 0.3},
+        hyperparameters={"beta": 0.1, "lora": {"r": 8}, "targets": ["q_proj", "v_proj"]},
+    )
+    GenerationRun.objects.create(
+        study=study,
+        source="training_job",
+        training_job=job,
+        system_name="trained-v1",
+        generation_settings={"max_new_tokens": 64, "temperature": 0.0, "stop": ["</s>"]},
+    )
     client = Client()
     client.force_login(researcher, backend="django.contrib.auth.backends.ModelBackend")
     base = f"/studies/{study.slug}/"
@@ -130,6 +147,8 @@ def test_the_researchers_pages_of_a_demo_study_show_no_python_reprs(settings, tm
     for must in (f"{base}members/", f"{base}history/", f"{base}close", "/studies/"):
         assert must in crawled, f"not crawled: {must}"
     assert any("/exports/" in url for url in crawled)
+    assert f"{base}jobs/{job.public_id}/" in crawled
+    assert any("/generation/" in url and url.count("/") > 4 for url in crawled)
     print(f"crawled {len(crawled)} pages:", *sorted(crawled), sep="\n  ")
     found = [
         f"{url}: {what}: …{text[max(m.start() - 60, 0) : m.end() + 60]}…"
