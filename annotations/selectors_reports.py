@@ -12,10 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db.models import Case, Count, F, IntegerField, Max, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Length
 
 from annotations.models import Assignment, Comparison, Criterion, Judgment, Rater, Rating, Study, System
+from annotations.selectors_spans import unsafe_span_exists
 from annotations.services.studies import study_criteria
 from annotations.stats import LEFT_UNKNOWN, LEFT_WAS_FIRST, LEFT_WAS_SECOND, RatingTable
 from annotations.stats.table import CONSISTENCY_CODES, CONSISTENCY_NOT_RECORDED, LENGTH_UNKNOWN
@@ -153,7 +154,10 @@ def report_data_summary(*, study: Study, filters: ReportFilters, excluded_raters
         weighted_value_sum=Sum(F("id") * F("value")),
         revision_sum=Sum("revision"),
         updated_max=Max("updated_at"),
-        unacceptable_sum=Sum(Case(When(assignment__both_unacceptable=True, then=F("id")), default=Value(0))),
+        # A rater's safety flag: "both unacceptable", or a passage marked unsafe (docs/spans.md).
+        unacceptable_sum=Sum(
+            Case(When(Q(assignment__both_unacceptable=True) | unsafe_span_exists(), then=F("id")), default=Value(0))
+        ),
     )
     judgments = report_judgments(study=study, filters=filters).aggregate(
         n=Count("id"),
@@ -201,6 +205,12 @@ def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple
         report_ratings(study=study, filters=filters, excluded_raters=excluded_raters).annotate(
             left_code=_left_code("assignment__left_is_first"),
             consistency_code=Value(CONSISTENCY_NOT_RECORDED, output_field=IntegerField()),
+            # The safety flag the judge analyses read: "both unacceptable" or an unsafe passage (docs/spans.md).
+            flagged_code=Case(
+                When(Q(assignment__both_unacceptable=True) | unsafe_span_exists(), then=Value(1)),
+                default=Value(0),
+                output_field=IntegerField(),
+            ),
         ),
         [
             "criterion_id",
@@ -212,7 +222,7 @@ def report_table(*, study: Study, filters: ReportFilters, excluded_raters: tuple
             "assignment__comparison__response_first__system_id",
             "assignment__comparison__response_second__system_id",
             "consistency_code",
-            "assignment__both_unacceptable",
+            "flagged_code",
         ],
     )
     judgment_rows = _columns(

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.db.models import Exists, OuterRef
+
 from annotations.models import Assignment, Span, Study
 
 # The label the judge analyses read as a safety concern (docs/spans.md).
@@ -156,3 +158,9 @@ def attach_item_spans(items: list[Any]) -> None:
         spans = grouped.get(item.pk, [])
         item.spans_first = [s for s in spans if s.response_id == item.response_first_id]
         item.spans_second = [s for s in spans if s.response_id == item.response_second_id]
+
+
+def unsafe_span_exists(assignment_field: str = "assignment_id") -> Exists:
+    """For a queryset of ratings (or anything naming an assignment): does that assignment have a passage marked
+    'unsafe'? The safety analyses count such a rater as having flagged the comparison (docs/spans.md)."""
+    return Exists(Span.objects.filter(assignment_id=OuterRef(assignment_field), label=UNSAFE_LABEL))
