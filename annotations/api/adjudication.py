@@ -55,6 +55,13 @@ class DisputeOutput(serializers.Serializer):
     adjudication = AdjudicationOutput(allow_null=True)
 
 
+class DisputePageOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = DisputeOutput(many=True)
+
+
 class DisputeRatingOutput(serializers.Serializer):
     rater = serializers.CharField()
     rater_kind = serializers.CharField()
@@ -115,7 +122,7 @@ class DisputeListApi(APIView):
             OpenApiParameter("limit", int),
             OpenApiParameter("offset", int),
         ],
-        responses=DisputeOutput(many=True),
+        responses=DisputePageOutput,
         description="Items whose clinicians disagree with no majority on a criterion (the export's 'disputed'), "
         "with their adjudication if any. Paginated (count, next, previous, results).",
     )

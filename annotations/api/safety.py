@@ -67,6 +67,13 @@ class SafetyPairOutput(serializers.Serializer):
     raters = RaterReasonsOutput(many=True)
 
 
+class SafetyPageOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = SafetyPairOutput(many=True)
+
+
 class ReviewInput(serializers.Serializer):
     # A plain string (checked below): a ChoiceField named "status" would collide with other enums in the schema.
     status = serializers.CharField(default=SafetyReview.Status.REVIEWED, help_text="reviewed (default) or open")
@@ -134,7 +141,7 @@ class SafetyQueueApi(APIView):
             OpenApiParameter("limit", int),
             OpenApiParameter("offset", int),
         ],
-        responses=SafetyPairOutput(many=True),
+        responses=SafetyPageOutput,
         description="Flagged pairs (both unacceptable, skipped for safety, or an 'unsafe' span) with both "
         "responses and every rater's reasons; open ones first. Paginated (count, next, previous, results).",
     )

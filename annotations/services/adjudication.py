@@ -107,11 +107,13 @@ def disputed_items(
     status: str = "all",
     system: str = "",
     comparison_ids: Iterable[int] | None = None,
+    candidates: list[DisputedItem] | None = None,
 ) -> list[DisputedItem]:
     """The study's disputed items (and adjudicated ones), ordered by comparison, then the rubric's order.
 
     criterion_key: only this criterion; status: "unresolved", "adjudicated" or "all"; system: only
-    comparisons where this system wrote one of the two responses. ValidationError names a bad filter."""
+    comparisons where this system wrote one of the two responses. candidates: the unfiltered list already
+    computed, to narrow instead of counting the votes again. ValidationError names a bad filter."""
     criteria = study_criteria(study)
     errors = {}
     if criterion_key and criterion_key not in {c.key for c in criteria}:
@@ -120,6 +122,8 @@ def disputed_items(
         errors["status"] = f"Choose one of {', '.join(STATUSES)}."
     if errors:
         raise ValidationError(errors)
+    if candidates is not None:
+        return _narrowed(study, candidates, criterion_key=criterion_key, status=status, system=system)
     if criterion_key:
         criteria = [c for c in criteria if c.key == criterion_key]
     by_id = {c.pk: c for c in criteria}
@@ -142,18 +146,7 @@ def disputed_items(
         for key in settled:
             counts.setdefault(key, VoteCounts())
     keys = sorted(counts, key=lambda k: (k[0], position[k[1]]))
-    if status == "unresolved":
-        keys = [k for k in keys if k not in decided]
-    elif status == "adjudicated":
-        keys = [k for k in keys if k in decided]
-    if system:
-        with_system = set(
-            Comparison.objects.filter(study=study, pk__in={k[0] for k in keys})
-            .filter(Q(response_first__system__name=system) | Q(response_second__system__name=system))
-            .values_list("pk", flat=True)
-        )
-        keys = [k for k in keys if k[0] in with_system]
-    return [
+    items = [
         DisputedItem(
             comparison_id=k[0],
             criterion=by_id[k[1]],
@@ -163,6 +156,26 @@ def disputed_items(
         )
         for k in keys
     ]
+    return _narrowed(study, items, criterion_key="", status=status, system=system)
+
+
+def _narrowed(
+    study: Study, items: list[DisputedItem], *, criterion_key: str, status: str, system: str
+) -> list[DisputedItem]:
+    if criterion_key:
+        items = [i for i in items if i.criterion.key == criterion_key]
+    if status == "unresolved":
+        items = [i for i in items if not i.resolved]
+    elif status == "adjudicated":
+        items = [i for i in items if i.resolved]
+    if system:
+        with_system = set(
+            Comparison.objects.filter(study=study, pk__in={i.comparison_id for i in items})
+            .filter(Q(response_first__system__name=system) | Q(response_second__system__name=system))
+            .values_list("pk", flat=True)
+        )
+        items = [i for i in items if i.comparison_id in with_system]
+    return items
 
 
 def _settled_counts(study: Study, keys: list[tuple[int, int]]):

@@ -59,14 +59,19 @@ def study_disputes(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for(request, slug)
     filters = _filters(request)
     errors: dict[str, list[str]] = {}
+    all_items = disputed_items(study=study)
     try:
+        # The summary needs every item anyway; the list narrows it without counting the votes again.
         items = disputed_items(
-            study=study, criterion_key=filters["criterion"], status=filters["status"], system=filters["system"]
+            study=study,
+            criterion_key=filters["criterion"],
+            status=filters["status"],
+            system=filters["system"],
+            candidates=all_items,
         )
     except ValidationError as exc:
         errors = error_dict(exc)
         items = []
-    all_items = disputed_items(study=study)
     page = Paginator(items, PER_PAGE).get_page(request.GET.get("page"))
     comparisons = Comparison.objects.filter(pk__in=[i.comparison_id for i in page.object_list]).select_related(
         "prompt", "response_first__system", "response_second__system"
