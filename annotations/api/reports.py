@@ -84,7 +84,28 @@ class StudyReportCsvApi(APIView):
         return HttpResponse(report_csv(document["report"]), content_type="text/csv; charset=utf-8")
 
 
+class StudyReportPdfApi(APIView):
+    @extend_schema(
+        parameters=REPORT_PARAMETERS,
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY, 202: OpenApiTypes.OBJECT},
+        description="The report as a PDF for a paper's supplement: summary, forest plot and win-rate chart, figures "
+        "per criterion, methods with references, data provenance. 202 with the JSON status while computing.",
+    )
+    def get(self, request: Request, slug: str) -> HttpResponse:
+        from annotations.views.reports import report_pdf_for  # the page's own PDF, drawn with matplotlib
+
+        study = api_study(request, slug)
+        snapshot = _snapshot(request, study)
+        if snapshot.status != JobStatus.SUCCEEDED:
+            return Response(report_document(study=study, snapshot=snapshot), status=status.HTTP_202_ACCEPTED)
+        response = HttpResponse(report_pdf_for(study=study, snapshot=snapshot), content_type="application/pdf")
+        audit_download(actor=request.user, kind="report_pdf", study=study, obj=snapshot, data={"via": "api"})
+        response["Content-Disposition"] = f'attachment; filename="{study.slug}-report.pdf"'
+        return response
+
+
 urlpatterns = [
     path("studies/<slug:slug>/report", StudyReportApi.as_view(), name="api-study-report"),
     path("studies/<slug:slug>/report.csv", StudyReportCsvApi.as_view(), name="api-study-report-csv"),
+    path("studies/<slug:slug>/report.pdf", StudyReportPdfApi.as_view(), name="api-study-report-pdf"),
 ]

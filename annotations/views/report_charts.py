@@ -135,7 +135,9 @@ def kappa_heatmap(criterion_entry: dict[str, Any], items_url: str = "") -> dict[
                     "text": "" if diagonal or value is None else f"{value:.2f}",
                     "text_x": HEATMAP_LABEL + j * CELL + CELL / 2,
                     "text_y": HEATMAP_LABEL + i * CELL + CELL / 2 + 4,
-                    "dark": value is not None and abs(value) > 0.55 and not diagonal,
+                    "dark": value is not None
+                    and abs(value) > 0.8
+                    and not diagonal,  # white text only where it contrasts
                     "title": f"{row} × {column}: "
                     + ("same rater" if diagonal else "not computed" if value is None else f"κ = {value:.3f}")
                     + (f", {n_items} comparisons rated by both" if n_items and not diagonal else ""),
@@ -305,7 +307,9 @@ def _win_rate_figure(rows: list[dict[str, Any]], systems: list[str]):
                 dot.set_url(value["url"])
     axes.set_yticks([n - 1 - i for i in range(len(rows))], [r["title"] for r in rows], fontsize=9)
     axes.set_xticks([0, 0.25, 0.5, 0.75, 1.0], ["0%", "25%", "50%", "75%", "100%"], fontsize=8)
-    axes.set_xlabel("Average win rate among clinicians (wins / all answers, ties count), 95% interval", fontsize=8)
+    axes.set_xlabel(
+        "Average win rate among clinicians (wins / all answers; a tie is not a win), 95% interval", fontsize=8
+    )
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
     handles = [

@@ -89,8 +89,18 @@ def report_pdf(context: dict[str, Any]) -> bytes:
         pages.close()
         figures = context.get("figures")
         if figures:
+            # The page's own figures, captioned for paper (the page captions them in HTML).
+            figures["forest"].suptitle(
+                "Figure 1. Krippendorff's α per criterion with 95% intervals", fontsize=9, y=0.995, va="top"
+            )
             pdf.savefig(figures["forest"])
             if figures["has_win_rates"]:
+                figures["win"].suptitle(
+                    "Figure 2. Clinicians' average win rate per system and criterion, 95% intervals",
+                    fontsize=9,
+                    y=0.995,
+                    va="top",
+                )
                 pdf.savefig(figures["win"])
         pages = _TextPages(pdf)
         pages.heading("Per criterion")
@@ -136,7 +146,7 @@ def _provenance_lines(context: dict[str, Any]) -> list[str]:
     document, report, kinds = context["document"], context["report"], context["kinds"]
     rubric = ", ".join(f"{c['title']} v{c['version']}" for c in document.get("criteria") or [])
     lines = [
-        f"Computed {document['computed_at']} from {report['counts']['n_ratings']} ratings and judgments of "
+        f"Computed {context['shown'].computed_at:%d %b %Y, %H:%M} UTC from {report['counts']['n_ratings']} ratings and judgments of "
         f"{report['counts']['n_items']} comparisons of {report['counts']['n_prompts']} prompts.",
         f"Raters: {kinds['text']}. Clinicians' figures pool platform clinicians and imported raters; AI judges "
         "are shown beside them.",

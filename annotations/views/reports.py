@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryD
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 
-from annotations.models import JobStatus, Study
+from annotations.models import JobStatus, ReportSnapshot, Study
 from annotations.selectors_reports import report_rater_choices
 from annotations.services.audit import audit_download
 from annotations.services.reports import (
@@ -688,24 +688,14 @@ def filters_text(filters: dict[str, Any] | None, titles: dict[str, str]) -> str:
     return "; ".join(parts) or "none"
 
 
-def report_context(
-    *, study: Study, request: HttpRequest, params: ReportParams, printable: bool = False, charts: bool = True
+def report_document_context(
+    *, study: Study, shown: ReportSnapshot | None, baseline: str | None = None, charts: bool = True
 ) -> dict[str, Any]:
-    # Never computed here: a new snapshot is queued for a worker and the page polls its status.
-    limit_message = None
-    try:
-        snapshot = report_request(
-            study=study, params=params, requested_by=request.user, retry_failed=request.GET.get("retry") == "1"
-        )
-    except ReportLimitReached as exc:
-        snapshot, limit_message = None, str(exc)
-    computed = snapshot is not None and snapshot.status == JobStatus.SUCCEEDED
-    shown = snapshot if computed else report_latest_computed(study=study, params=params)
+    """Everything the page, the printable report and the PDF show of one computed snapshot (None: nothing yet).
+    `charts=False` leaves out the SVG markup (the PDF draws the same matplotlib figures itself)."""
     document = report_document(study=study, snapshot=shown) if shown else None
     report = document["report"] if document else None
-    baseline = request.GET.get("baseline") or None
     criteria_meta = {c["key"]: c for c in (document or {}).get("criteria") or []}
-    query = filter_query(request.GET)
     # The stored report is jsonb, which does not keep key order: the criteria list carries the study's order.
     order = [key for key in criteria_meta if key in (report or {}).get("criteria", {})]
     items_url = reverse("study-items", args=[study.slug])
@@ -718,13 +708,9 @@ def report_context(
     ]
     summary = summary_rows(criteria, report) if report else []
     figures = summary_charts(summary, report, criteria) if report and summary else None
+    position_bias_all = report_charts.position_bias_chart((report or {}).get("position_bias_all_criteria", {}))
     return {
         "study": study,
-        "snapshot": snapshot,
-        "computing": snapshot is not None and snapshot.status in (JobStatus.QUEUED, JobStatus.RUNNING),
-        "failed": snapshot is not None and snapshot.status == JobStatus.FAILED,
-        "limit_message": limit_message,
-        "stale": shown is not None and (snapshot is None or shown.pk != snapshot.pk),
         "shown": shown,
         "document": document,
         "report": report,
@@ -751,11 +737,8 @@ def report_context(
         "adjudication": adjudication_text((document or {}).get("adjudication")),
         "methods": METHODS,
         "references": REFERENCES,
-        "position_bias_reason": _bias_reason(
-            report_charts.position_bias_chart((report or {}).get("position_bias_all_criteria", {}))
-        )
-        if report
-        else None,
+        "position_bias_all": position_bias_all,
+        "position_bias_reason": _bias_reason(position_bias_all) if report else None,
         "filters_text": filters_text((document or {}).get("filters"), {c.key: c.title for c in study_criteria(study)}),
         "shares": [
             {**row, "title": criteria_meta.get(row["criterion"], {}).get("title", row["criterion"])}
@@ -763,17 +746,45 @@ def report_context(
         ],
         "baseline": baseline,
         "systems": (report or {}).get("systems", []),
+    }
+
+
+def report_pdf_for(*, study: Study, snapshot: ReportSnapshot) -> bytes:
+    """The PDF of one computed snapshot: the page's summary, charts, methods and provenance (views/report_pdf.py).
+    One function for the page's download, the API and the command."""
+    return report_pdf(report_document_context(study=study, shown=snapshot, charts=False))
+
+
+def report_context(
+    *, study: Study, request: HttpRequest, params: ReportParams, printable: bool = False
+) -> dict[str, Any]:
+    # Never computed here: a new snapshot is queued for a worker and the page polls its status.
+    limit_message = None
+    try:
+        snapshot = report_request(
+            study=study, params=params, requested_by=request.user, retry_failed=request.GET.get("retry") == "1"
+        )
+    except ReportLimitReached as exc:
+        snapshot, limit_message = None, str(exc)
+    computed = snapshot is not None and snapshot.status == JobStatus.SUCCEEDED
+    shown = snapshot if computed else report_latest_computed(study=study, params=params)
+    return {
+        **report_document_context(study=study, shown=shown, baseline=request.GET.get("baseline") or None),
+        "snapshot": snapshot,
+        "computing": snapshot is not None and snapshot.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+        "failed": snapshot is not None and snapshot.status == JobStatus.FAILED,
+        "limit_message": limit_message,
+        "stale": shown is not None and (snapshot is None or shown.pk != snapshot.pk),
         "filters": params.filters,
         "criterion_choices": study_criteria(study),
         "rater_choices": [
             {**choice, "kind_label": KIND_LABELS.get(choice["kind"], (choice["kind"],))[0]}
             for choice in report_rater_choices(study=study)
         ],
-        "query": query,
+        "query": filter_query(request.GET),
         # The status of this one snapshot: polling it never queues another computation as ratings arrive.
         "status_url": reverse("study-report-status", args=[study.slug, snapshot.pk]) if snapshot else "",
         "printable": printable,
-        "position_bias_all": report_charts.position_bias_chart((report or {}).get("position_bias_all_criteria", {})),
     }
 
 
@@ -822,11 +833,7 @@ def study_report_download(request: HttpRequest, slug: str, file_format: str) -> 
     stamp = snapshot.computed_at.strftime("%Y%m%d-%H%M%S")
     filename = f"{study.slug}-report-{stamp}.{file_format}"
     if file_format == "pdf":
-        # The same context as the page (summary, charts, methods, provenance) for this very snapshot.
-        context = report_context(study=study, request=request, params=params, printable=True, charts=False)
-        if context["shown"] is None or context["shown"].pk != snapshot.pk:
-            raise Http404("No such report.")  # the data changed between the two reads: ask again
-        response = HttpResponse(report_pdf(context), content_type="application/pdf")
+        response = HttpResponse(report_pdf_for(study=study, snapshot=snapshot), content_type="application/pdf")
     elif file_format == "csv":
         response = HttpResponse(report_csv(document["report"]), content_type="text/csv; charset=utf-8")
     else:

@@ -199,3 +199,19 @@ def test_the_printable_report_has_summary_methods_and_provenance(client, researc
     assert re.search(r"Rubric:\s+Empathy v1, Safety v1\.", html)
     assert "Krippendorff K (2004)" in html and "Landis JR, Koch GG (1977)" in html
     assert "<details" not in html  # everything open on paper
+
+
+def test_the_api_and_the_command_give_the_same_pdf(client, researcher, mixed_study, tmp_path):
+    from django.core.management import call_command
+
+    study = mixed_study.study
+    client.force_login(researcher)
+    response = client.get(reverse("api-study-report-pdf", args=[study.slug]) + "?resamples=20")
+    assert response.status_code == 200 and response.content.startswith(b"%PDF")
+    assert "Summary" in _pdf_text(response.content)
+    assert AuditEvent.objects.filter(action="download.report_pdf", study=study).count() == 1
+    out = tmp_path / "report.pdf"
+    call_command(
+        "agreement_report", "--study", study.slug, "--format", "pdf", "--output", str(out), "--resamples", "20"
+    )
+    assert out.read_bytes().startswith(b"%PDF") and "Methods" in _pdf_text(out.read_bytes())

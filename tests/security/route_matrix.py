@@ -1480,3 +1480,12 @@ ROUTES["study-report-download"].append(
         expect=STUDY_FORM_POST,
     )
 )
+ROUTES["api-study-report-pdf"] = [
+    Check(
+        kwargs=s1,
+        query={"resamples": "0"},
+        expect=expect(
+            anonymous=401, other_clinician=404, clinician=404, other_researcher=404, researcher=202, admin=202
+        ),
+    )
+]
