@@ -1,7 +1,10 @@
 """Guidelines: the researcher writes them with a preview (Markdown, sanitised, no system names) and sets the span
 labels; a clinician reads them with the rubric before the first pair and from every pair page."""
 
+import io
+
 import pytest
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from annotations.models import Assignment, AuditEvent, Study, StudyMembership
@@ -133,3 +136,27 @@ def test_guidelines_api_for_researchers_and_clinicians(client, ws_study, researc
     assert client.get(clinician_url).status_code == 404
     StudyMembership.objects.create(study=ws_study, user=other_clinician, role=StudyMembership.Role.CLINICIAN)
     assert client.get(clinician_url).status_code == 200
+
+
+def test_the_command_sets_and_shows_guidelines_and_refuses_a_system_name(ws_study, tmp_path):
+    source = tmp_path / "guidelines.md"
+    source.write_text("# Hello\n\nBe kind.", encoding="utf-8")
+    out = io.StringIO()
+    call_command(
+        "study_guidelines",
+        "--study",
+        ws_study.slug,
+        "--from-file",
+        str(source),
+        "--span-labels",
+        "validating",
+        stdout=out,
+    )
+    ws_study.refresh_from_db()
+    assert ws_study.guidelines == "# Hello\n\nBe kind." and ws_study.span_labels == ["unsafe", "validating"]
+    shown = io.StringIO()
+    call_command("study_guidelines", "--study", ws_study.slug, stdout=shown)
+    assert "Be kind." in shown.getvalue() and "unsafe, validating" in shown.getvalue()
+    source.write_text(f"Compare {SYSTEM_NAMES[0]}.", encoding="utf-8")
+    with pytest.raises(CommandError, match="name a system"):
+        call_command("study_guidelines", "--study", ws_study.slug, "--from-file", str(source))

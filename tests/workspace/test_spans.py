@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -251,3 +252,12 @@ def test_spans_are_not_shown_to_anyone_on_another_study(client, researcher, othe
     _spanned_submitted_pair(client, study, clinician)
     client.force_login(other_researcher)
     assert client.get(reverse("study-raw-data", args=[study.slug, "csv"]), {"kind": "spans"}).status_code == 404
+
+
+def test_the_raw_data_command_writes_the_spans(client, ws_study, clinician, tmp_path):
+    _spanned_submitted_pair(client, ws_study, clinician)
+    out = tmp_path / "spans.csv"
+    call_command("raw_data", "--study", ws_study.slug, "--kind", "spans", "--out", str(out), stderr=io.StringIO())
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [row["note"] for row in rows] == ["crosses a line"]
+    assert AuditEvent.objects.filter(action="download.spans_csv").count() == 1
