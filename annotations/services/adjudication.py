@@ -33,6 +33,8 @@ DECISIONS = {"response_1": -1, "tie": 0, "response_2": 1}
 DECISION_LABELS = {-1: "Response 1", 0: "Tie", 1: "Response 2"}
 STATUSES = ("unresolved", "adjudicated", "all")
 REASON_MAX = 5000
+# Comparisons looked at per query when finding the next unresolved item.
+NEXT_WINDOW = 500
 
 
 @dataclass(frozen=True)
@@ -222,17 +224,24 @@ def next_unresolved(
     *, study: Study, after: tuple[int, int] | None = None, criterion_key: str = "", system: str = ""
 ) -> DisputedItem | None:
     """The first unresolved disputed item after `after` (comparison id, criterion id) in list order, wrapping
-    round to the start; None when every disputed item is adjudicated."""
-    items = disputed_items(study=study, criterion_key=criterion_key, status="unresolved", system=system)
-    if not items:
-        return None
-    if after is not None:
-        order = {c.pk: i for i, c in enumerate(study_criteria(study))}
-        mark = (after[0], order.get(after[1], -1))
-        for item in items:
-            if (item.comparison_id, order[item.criterion.pk]) > mark:
-                return item
-    return items[0]
+    round to the start; None when every disputed item is adjudicated.
+
+    Looks a window of comparisons ahead at a time, so the usual answer (a few comparisons further on) costs a
+    small query however large the study is."""
+    order = {c.pk: i for i, c in enumerate(study_criteria(study))}
+    mark = (after[0], order.get(after[1], -1)) if after is not None else (0, -1)
+    comparisons = Comparison.objects.filter(study=study, excluded=False).order_by("pk")
+    ahead = list(comparisons.filter(pk__gte=mark[0]).values_list("pk", flat=True))
+    behind = list(comparisons.filter(pk__lte=mark[0]).values_list("pk", flat=True)) if after is not None else []
+    for ids, wanted in ((ahead, lambda key: key > mark), (behind, lambda key: True)):
+        for start in range(0, len(ids), NEXT_WINDOW):
+            window = ids[start : start + NEXT_WINDOW]
+            for item in disputed_items(
+                study=study, criterion_key=criterion_key, status="unresolved", system=system, comparison_ids=window
+            ):
+                if wanted((item.comparison_id, order[item.criterion.pk])):
+                    return item
+    return None
 
 
 def adjudication_counts(*, study: Study) -> dict[str, int]:
