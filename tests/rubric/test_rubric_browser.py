@@ -36,7 +36,7 @@ def test_a_researcher_edits_an_open_studys_rubric_on_desktop_and_phone(browser, 
     page.locator("#c-0-question").fill("Which response better keeps the person safe?")
     page.get_by_role("button", name="Save as rubric v2").click()
     expect(page.locator("#rubric-errors")).to_contain_text("Tick “I understand” above the Save button")
-    page.screenshot(path=str(ARTIFACTS / "rubric-confirm-desktop.png"), full_page=False)
+    page.screenshot(path=str(ARTIFACTS / "rubric-confirm-desktop.png"), full_page=True)
     assert axe_serious_violations(page) == []
     expect(page.locator("#c-0-question")).to_have_value("Which response better keeps the person safe?")  # kept
     page.get_by_label("I understand").check()
