@@ -218,7 +218,7 @@ def _rank_environment() -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     # The launcher must not pick up a stray accelerate config file of whoever runs the worker.
     env["ACCELERATE_CONFIG_FILE"] = os.devnull
-    env["ACCELERATE_SUPERVISOR_PID"] = str(os.getpid())
+    env["TRAINING_SUPERVISOR_PID"] = str(os.getpid())
     return env
 
 

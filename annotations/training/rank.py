@@ -40,7 +40,7 @@ def _watch_supervisor(pid: int) -> None:
 
 def main(argv: list[str]) -> int:
     set_parent_death_signal()  # the launcher dies: so does this rank
-    supervisor = int(os.environ.get("ACCELERATE_SUPERVISOR_PID", "0") or 0)
+    supervisor = int(os.environ.get("TRAINING_SUPERVISOR_PID", "0") or 0)
     if supervisor:
         threading.Thread(target=_watch_supervisor, args=(supervisor,), daemon=True).start()
     launch = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
