@@ -12,6 +12,8 @@ Creates a dedicated database (dropped afterwards), generates the study with benc
   with at least two options chosen, then the export's is_disputed in Python);
 - baseline: the same GROUP BY (comparison, criterion) with its three counts, fetched in full, no filter.
 
+Then the item page's "next unresolved" (next_unresolved, a window of comparisons ahead) from the middle item.
+
 Prints the medians and their ratio, and the queries a Disputes page and an item page make (they must not grow
 with the study).
 """
@@ -57,7 +59,7 @@ def _run(args: argparse.Namespace) -> None:
     from django.test.utils import CaptureQueriesContext
 
     from annotations.models import Assignment, Rating
-    from annotations.services.adjudication import disputed_items
+    from annotations.services.adjudication import disputed_items, next_unresolved
     from annotations.services.studies import study_create, study_criteria
 
     call_command("migrate", verbosity=0)
@@ -104,8 +106,17 @@ def _run(args: argparse.Namespace) -> None:
     print(f"disputes median {disputes:.2f}s, baseline GROUP BY median {base:.2f}s, ratio {disputes / base:.2f}x")
 
     with CaptureQueriesContext(connection) as queries:
-        disputed_items(study=study)
+        items = disputed_items(study=study)
     print(f"queries for disputed_items at {args.comparisons:,} comparisons: {len(queries)}")
+    # The item page's "next unresolved" looks a window ahead instead of counting every vote of the study.
+    middle = items[len(items) // 2]
+    begun = time.perf_counter()
+    following = next_unresolved(study=study, after=middle.key)
+    print(
+        f"next_unresolved from the middle: {time.perf_counter() - begun:.3f}s "
+        f"({following.comparison_id if following else None}), {100 * (time.perf_counter() - begun) / disputes:.1f}% "
+        "of the full count"
+    )
 
 
 if __name__ == "__main__":

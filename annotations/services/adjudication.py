@@ -387,6 +387,11 @@ class DisputeDetail:
     judgments: list[dict[str, Any]]
     history: list[AuditEvent]
 
+    @property
+    def flagged(self) -> bool:
+        """A rater marked both responses unacceptable: exports give the pair no label, decision or not."""
+        return any(r["both_unacceptable"] for r in self.ratings)
+
 
 def value_text(value: int, max_abs: int) -> str:
     """A canonical value in the researcher's words: "Response 1", "Tie", "Response 2 (strength 2 of 3)"."""
