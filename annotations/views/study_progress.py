@@ -122,6 +122,7 @@ def study_workspace_settings(request: HttpRequest, slug: str) -> HttpResponse:
             lease_minutes=int(post.get("lease_minutes") or study.lease_minutes),
             quota_per_rater=int(post["quota_per_rater"]) if post.get("quota_per_rater") else None,
             one_prompt_per_rater=post.get("one_prompt_per_rater") == "1",
+            space_prompts=post.get("space_prompts") == "1",
             min_shared_per_rater_pair=int(post.get("min_shared_per_rater_pair") or 0),
             calibration_size=int(post.get("calibration_size") or 0),
             gold_rate=float(post.get("gold_rate") or 0),
