@@ -8,6 +8,9 @@ import re
 import pytest
 
 from annotations.models import Assignment, Span, Study
+from annotations.services.assignment import assignment_next, rater_for_user
+from annotations.services.rating import RatingInput, criteria_in_page_order, rating_submit
+from annotations.services.spans import SpanInput, span_create
 from tests.browser.conftest import ARTIFACTS, axe_serious_violations
 from tests.browser.test_pair_layout import LAPTOP, PHONE, long_study, open_pair  # noqa: F401 (fixture)
 from tests.browser.test_workspace_browser import log_in, wait_for_pair
@@ -249,6 +252,7 @@ def test_guidelines_come_before_the_first_pair_and_are_linked_from_the_pair_page
     page = context.new_page()
     log_in(page, live_server.url, clinician.username)
     assert page.locator("button.ws-next").count() == 0
+    assert axe_serious_violations(page) == []
     page.click("a.ws-guidelines-first")
     page.wait_for_selector("h1:has-text('Guidelines for rating')")
     assert "Read both responses before answering." in page.inner_text(".guidelines-text")
@@ -290,5 +294,39 @@ def test_the_researcher_writes_guidelines_with_a_preview(browser, live_server, l
     assert long_study.span_labels == ["unsafe", "validating", "dismissive"]
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     page.screenshot(path=str(ARTIFACTS / f"guidelines-02-{viewport['width']}-editor.png"), full_page=True)
+    assert axe_serious_violations(page) == []
+    context.close()
+
+
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_researchers_see_marked_passages_in_the_item_explorer(
+    browser,
+    live_server,
+    long_study,  # noqa: F811
+    clinician,
+    researcher,
+    viewport,
+):
+    rater = rater_for_user(user=clinician)
+    assignment = assignment_next(study=long_study, rater=rater)
+    span, _ = span_create(
+        assignment=assignment,
+        rater=rater,
+        data=SpanInput(side=1, start=0, end=24, label="unsafe", note="Too quick to reassure."),
+    )
+    keys = [c.key for c in criteria_in_page_order(long_study)]
+    rating_submit(assignment=assignment, rater=rater, data=RatingInput(values=dict.fromkeys(keys, 1)))
+    context = browser.new_context(viewport=viewport, bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", researcher.username)
+    page.fill("#id_password", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "/accounts/login" not in url)
+    page.goto(f"{live_server.url}/studies/{long_study.slug}/items/")
+    box = page.locator(f"#item-{assignment.comparison_id} .item-spans")
+    assert "Too quick to reassure." in box.inner_text() and span["quote"][:20] in box.inner_text()
+    box.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"spans-05-{viewport['width']}-item-explorer.png"))
     assert axe_serious_violations(page) == []
     context.close()
