@@ -67,8 +67,10 @@ def weight_rows_parse(text: str) -> list[dict[str, float]]:
 
 
 def _vector_label(weights: dict[str, float], titles: dict[str, str]) -> str:
-    shown = [f"{titles.get(key, key)} {value:g}" for key, value in weights.items() if value > 0]
-    return " · ".join(shown)
+    shown = [(titles.get(key, key), value) for key, value in weights.items() if value > 0]
+    if len(shown) == 1:
+        return f"{shown[0][0]} only"
+    return " · ".join(f"{title} {value:g}" for title, value in shown)
 
 
 def sweep_vectors_resolve(
@@ -143,9 +145,10 @@ def sweep_vectors_resolve(
 
 
 def primary_criterion(weights: dict[str, float]) -> str:
-    """MODPO's primary objective for a vector: its largest weight (the first such criterion on a tie). The loss
-    divides by the primary weight, so the largest keeps the scale of the implicit reward moderate."""
-    return max(weights, key=lambda key: weights[key])  # max keeps the first of equal weights
+    """MODPO's primary objective for a vector: the first criterion (in the study's order) with a positive weight,
+    as in the MODPO paper, which keeps one objective primary across the sweep and brings the others in through
+    their reward models. A two-criterion grid then needs a reward model for the second criterion only."""
+    return next(key for key, value in weights.items() if value > 0)
 
 
 # ---- launch -------------------------------------------------------------------------------------
@@ -174,8 +177,8 @@ def sweep_launch(
     actor: AbstractBaseUser | None = None,
     dispatch: bool = True,
 ) -> Sweep:
-    """Validate and queue a sweep: for kind "modpo", one MODPO job per vector (primary criterion: its largest
-    weight; a reward model for each other weighted criterion); for kind "soup", one merge job per vector of the
+    """Validate and queue a sweep: for kind "modpo", one MODPO job per vector (primary criterion: its first weighted
+    criterion; a reward model for each other weighted criterion); for kind "soup", one merge job per vector of the
     per-criterion DPO models, weighted by the vector (a vector on one criterion is that criterion's DPO model
     itself, nothing to merge).
 
@@ -404,10 +407,10 @@ def sweep_for_study(*, study: Study, public_id: uuid.UUID | str) -> Sweep | None
 
 ROLE_TITLES = {
     "modpo": "MODPO",
-    "dpo-baseline": "DPO baseline (MODPO with all weight on one criterion)",
-    "merge": "Merge (rewarded soup)",
-    "source": "Per-criterion DPO model",
-    "reference": "Earlier DPO job on this export",
+    "dpo-baseline": "DPO baseline",  # MODPO with all weight on one criterion is exactly DPO on it
+    "merge": "Merge (soup)",
+    "source": "Per-criterion DPO",
+    "reference": "Earlier DPO job",
 }
 
 

@@ -130,7 +130,7 @@ def sweep_list(request: HttpRequest, slug: str) -> HttpResponse:
         "dpo_models": TrainingJob.objects.filter(
             study=study, kind=TrainingJob.Kind.DPO, status=JobStatus.SUCCEEDED
         ).select_related("export"),
-        "defaults": {**OPTION_DEFAULTS, "max_steps": 20},
+        "defaults": OPTION_DEFAULTS,
         "form": form,
         "errors": errors,
     }
@@ -172,13 +172,26 @@ def sweep_chart_svg(points: list[dict[str, Any]], x: str, y: str, titles: dict[s
                 linewidth=2.4 if point.get("front") else 1.2,
                 zorder=3,
             )
+            # Earlier jobs are labelled below their marker, so a sweep model at the same spot stays readable.
+            below = point["role"] == "reference"
             axes.annotate(
-                point["label"], (px, py), xytext=(6, 5), textcoords="offset points", fontsize=8, color="#222222"
+                point["label"],
+                (px, py),
+                xytext=(6, -11 if below else 5),
+                textcoords="offset points",
+                fontsize=8,
+                color="#555555" if below else "#222222",
             )
         axes.set_xlabel(f"{titles.get(x, x)}: held-out accuracy (%)")
         axes.set_ylabel(f"{titles.get(y, y)}: held-out accuracy (%)")
-        axes.set_xlim(-3, 108)
-        axes.set_ylim(-3, 108)
+        # Zoomed to the models (a trade-off of a few points must be visible), never beyond 0-100 %.
+        for values, set_limits in (
+            ([100 * accuracy_of(p, x) for p in plotted], axes.set_xlim),
+            ([100 * accuracy_of(p, y) for p in plotted], axes.set_ylim),
+        ):
+            low, high = min(values), max(values)
+            pad = max(5.0, (high - low) * 0.15)
+            set_limits(max(-2.0, low - pad), min(102.0, high + pad))
         axes.grid(True, color="#dddddd", linewidth=0.6)
         legend = [
             Line2D([], [], marker="o", linestyle="", color="#0072B2", label="MODPO / merge"),
@@ -224,6 +237,8 @@ def sweep_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> HttpR
         f"On the Pareto front: {front_text or 'none'}. The table below gives every value."
     )
     jobs = list(sweep.jobs.order_by("created_at"))
+    for job in jobs:
+        job.criterion_title = titles.get(job.criterion_key, job.criterion_key)
     status = sweep_status(sweep)
     context = {
         "study": study,

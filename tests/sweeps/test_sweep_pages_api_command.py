@@ -82,7 +82,7 @@ def test_the_form_launches_a_sweep_and_its_page_shows_the_chart_the_front_and_th
     svg = base64.b64decode(data).decode()
     assert "Pareto front" in svg and "Empathy 0.5 · Safety 0.5" in svg
     alt = re.search(r'alt="([^"]+)"', page[page.index("data:image/svg") - 20 :]).group(1)
-    assert "On the Pareto front: Empathy 1 (Empathy 94%, Safety 48%); Empathy 0.5 · Safety 0.5" in alt
+    assert "On the Pareto front: Empathy only (Empathy 94%, Safety 48%); Empathy 0.5 · Safety 0.5" in alt
     assert page.count("★ on the front") == 2 and "dominated" in page
     assert "Cancel every unfinished job" not in page  # all finished
     assert "{" not in re.sub(r"<script.*?</script>", "", page.split("<main", 1)[-1])  # no dict reprs

@@ -57,7 +57,7 @@ def test_typed_rows_and_weight_sets_join_the_grid_with_zeros_filled(study):
         weight_sets=[weight_set],
         rows=weight_rows_parse("empathy=0.7, safety=0.3\n\nactive_listening=1"),
     )
-    assert [v["label"] for v in vectors] == ["survey mean", "Empathy 0.7 · Safety 0.3", "Active listening 1"]
+    assert [v["label"] for v in vectors] == ["survey mean", "Empathy 0.7 · Safety 0.3", "Active listening only"]
     assert vectors[0]["weight_set"] == weight_set.pk
     assert vectors[2]["weights"] == {"empathy": 0.0, "safety": 0.0, "active_listening": 1.0}
 
@@ -87,9 +87,9 @@ def test_a_typed_row_that_is_not_name_equals_number_names_its_line():
     assert "Line 2" in errors_of(excinfo)["vectors"][0]
 
 
-def test_the_primary_criterion_is_the_largest_weight_first_on_a_tie():
-    assert primary_criterion({"empathy": 0.3, "safety": 0.7}) == "safety"
-    assert primary_criterion({"empathy": 0.5, "safety": 0.5}) == "empathy"
+def test_the_primary_criterion_is_the_first_weighted_one():
+    assert primary_criterion({"empathy": 0.3, "safety": 0.7}) == "empathy"
+    assert primary_criterion({"empathy": 0.0, "safety": 1.0}) == "safety"
 
 
 def test_a_modpo_sweep_queues_one_job_per_vector_with_the_reward_models_it_needs(
@@ -219,7 +219,7 @@ def test_the_overview_marks_the_front_and_shows_earlier_dpo_jobs_as_references(
     assert [p["role"] for p in overview["points"]][-1] == "reference"
     assert overview["points"][-1]["job"] == reference
     assert {label for label, p in by_label.items() if p["front"]} == {
-        "Empathy 1",
+        "Empathy only",
         "Empathy 0.5 · Safety 0.5",
     }  # (0.6, 0.6) and the reference (0.9, 0.4) are dominated
     flipped = sweep_overview(sweep, "safety", "empathy")
