@@ -63,6 +63,17 @@ def test_the_demo_report_reads_at_a_glance_on_desktop_and_phone(browser, live_se
             expect(page.locator("#item-count")).to_have_text(f"{expected} comparisons")
         context.close()
 
+    # The overview counts the three kinds of rater as the report does.
+    for name, size in SIZES:
+        context, page = _page(browser, live_server, client, study.owner, size)
+        page.goto(f"{live_server.url}/studies/{study.slug}/")
+        expect(page.locator("#overview-clinician-sets")).to_contain_text("by 0 platform clinicians")
+        expect(page.locator("#overview-external-sets")).to_contain_text("by 4 external raters")
+        expect(page.locator("#overview-judge-sets")).to_contain_text("by 1 AI judge")
+        page.screenshot(path=str(ARTIFACTS / f"overview-counts-{name}.png"), full_page=False)
+        assert axe_serious_violations(page) == []
+        context.close()
+
     context, page = _page(browser, live_server, client, study.owner, SIZES[0][1])
     page.goto(f"{live_server.url}/studies/{study.slug}/reports/print")
     expect(page.locator("#methods")).to_contain_text("Krippendorff")
