@@ -215,3 +215,14 @@ def test_the_api_and_the_command_give_the_same_pdf(client, researcher, mixed_stu
         "agreement_report", "--study", study.slug, "--format", "pdf", "--output", str(out), "--resamples", "20"
     )
     assert out.read_bytes().startswith(b"%PDF") and "Methods" in _pdf_text(out.read_bytes())
+
+
+def test_a_snapshot_from_before_result_version_2_still_renders(client, researcher, mixed_study):
+    from annotations.models import ReportSnapshot
+
+    snapshot = ReportSnapshot.objects.get(study=mixed_study.study)
+    result = {k: v for k, v in snapshot.result.items() if k not in ("counts_by_kind", "result_version")}
+    ReportSnapshot.objects.filter(pk=snapshot.pk).update(result=result)
+    html = _html(client, researcher, "study-report", mixed_study.study)
+    assert '<span id="report-kind-counts">2 platform clinicians, 1 imported rater, 1 AI judge</span>' in html
+    assert 'id="summary"' in html and "n=" in html and "decisive" in html
