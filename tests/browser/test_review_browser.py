@@ -59,6 +59,7 @@ def test_a_researcher_adjudicates_and_reviews_the_safety_queue(browser, live_ser
 
     page.goto(f"{live_server.url}/studies/{study.slug}/progress")
     expect(page.get_by_role("heading", name="Safety queue (3)")).to_be_visible()
+    check("progress")
     page.get_by_role("navigation", name="Study sections").get_by_role("link", name="Disputes").click()
     expect(page.get_by_role("heading", name="Disputed items per criterion")).to_be_visible()
     expect(page.locator("#dispute-count")).to_have_text("8 items")
