@@ -181,7 +181,10 @@ def invitation_list(request: HttpRequest) -> HttpResponse:
             link = request.build_absolute_uri(reverse("invitation-accept", args=[invitation.token]))
             messages.success(request, f"Invitation for {invitation.email} (send this link; it is shown once): {link}")
         return redirect("invitation-list")
-    invitations = Invitation.objects.select_related("study").order_by("-created_at")[:200]
+    invitations = list(Invitation.objects.select_related("study").order_by("-created_at")[:200])
+    now = timezone.now()
+    for invitation in invitations:
+        invitation.state = account_services.invitation_state(invitation, now)
     return render(
         request,
         "accounts/invitations.html",
