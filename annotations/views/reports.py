@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
@@ -707,7 +708,10 @@ def report_document_context(
         for key in order
     ]
     summary = summary_rows(criteria, report) if report else []
-    figures = summary_charts(summary, report, criteria) if report and summary else None
+    # The page shows the charts as SVG (cached per snapshot: drawing them takes a few hundred milliseconds);
+    # the PDF draws the matplotlib figures themselves.
+    figures = summary_charts(summary, report, criteria) if report and summary and not charts else None
+    forest_svg, win_svg = _summary_svgs(shown, summary, report, criteria) if report and summary and charts else ("", "")
     position_bias_all = report_charts.position_bias_chart((report or {}).get("position_bias_all_criteria", {}))
     return {
         "study": study,
@@ -717,22 +721,8 @@ def report_document_context(
         "criteria": criteria,
         "summary": summary,
         "figures": figures,
-        "forest_svg": report_charts.figure_svg(
-            figures["forest"],
-            prefix="forest",
-            title="Krippendorff's α per criterion with 95% intervals",
-            links=figures["links"],
-        )
-        if figures and charts
-        else "",
-        "win_svg": report_charts.figure_svg(
-            figures["win"],
-            prefix="winrates",
-            title="Clinicians' average win rate per system and criterion with 95% intervals",
-            links=figures["links"],
-        )
-        if figures and charts and figures["has_win_rates"]
-        else "",
+        "forest_svg": forest_svg,
+        "win_svg": win_svg,
         "kinds": kind_counts(document, report) if report else None,
         "adjudication": adjudication_text((document or {}).get("adjudication")),
         "methods": METHODS,
@@ -747,6 +737,38 @@ def report_document_context(
         "baseline": baseline,
         "systems": (report or {}).get("systems", []),
     }
+
+
+CHART_CACHE_SECONDS = 3600
+
+
+def _summary_svgs(
+    shown: ReportSnapshot, summary: list[dict[str, Any]], report: dict[str, Any], criteria: list[dict[str, Any]]
+) -> tuple[str, str]:
+    """The forest plot and win-rate chart as inline SVG, drawn once per snapshot and process-shared cache."""
+    key = f"report-summary-svg:v1:{shown.pk}:{shown.fingerprint}"
+    cached = cache.get(key)
+    if cached is None:
+        figures = summary_charts(summary, report, criteria)
+        forest = report_charts.figure_svg(
+            figures["forest"],
+            prefix="forest",
+            title="Krippendorff's α per criterion with 95% intervals",
+            links=figures["links"],
+        )
+        win = (
+            report_charts.figure_svg(
+                figures["win"],
+                prefix="winrates",
+                title="Clinicians' average win rate per system and criterion with 95% intervals",
+                links=figures["links"],
+            )
+            if figures["has_win_rates"]
+            else ""
+        )
+        cached = (forest, win)
+        cache.set(key, cached, CHART_CACHE_SECONDS)
+    return cached
 
 
 def report_pdf_for(*, study: Study, snapshot: ReportSnapshot) -> bytes:
