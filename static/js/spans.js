@@ -317,6 +317,18 @@
   });
   document.querySelectorAll(".span-hint").forEach(function (hint) { hint.hidden = false; });
 
+  // "m" while reading a response (the response box has focus): mark a passage of it, as its button does.
+  [1, 2].forEach(function (side) {
+    var box = article(side);
+    if (!box) return;
+    box.addEventListener("keydown", function (event) {
+      if (event.key !== "m" || event.ctrlKey || event.metaKey || event.altKey || event.target !== box) return;
+      event.preventDefault();
+      var button = box.querySelector(".span-open");
+      if (button) button.click();
+    });
+  });
+
   // The workspace's own shortcuts listen on the document: keys typed in this dialog are the dialog's alone.
   dialog.addEventListener("keydown", function (event) { event.stopPropagation(); });
   document.getElementById("span-cancel").addEventListener("click", function () { dialog.close(); });

@@ -170,6 +170,16 @@ def test_a_passage_is_marked_with_the_keyboard_alone(browser, live_server, long_
     wait_for_pair(page, previous_url="")
     assert page.locator("#response-2 mark.span-seg").first.inner_text() == span.quote
     assert page.locator("#response-1 mark.span-seg").count() == 0
+
+    # "m" while reading a response opens the same dialog for it; Escape closes it and focus goes back.
+    page.focus("#response-1")
+    page.keyboard.press("m")
+    assert page.is_visible("dialog#span-dialog")
+    assert page.inner_text("#span-dialog-title") == "Mark a passage in Response 1"
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.getElementById('span-dialog').open")
+    assert page.evaluate("document.activeElement.dataset.side") == "1"
+    assert Span.objects.count() == 1
     context.close()
 
 
