@@ -476,3 +476,34 @@ def adjudication_data_summary(*, study: Study) -> dict[str, Any]:
         "weighted": int(summary["weighted"] or 0),
         "updated_max": summary["updated_max"].isoformat() if summary["updated_max"] else None,
     }
+
+
+def dispute_ratings(*, study: Study, items: list[DisputedItem]) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """Every counted rating of the given items, keyed like DisputedItem.key (one query), for the list page."""
+    if not items:
+        return {}
+    wanted = {i.key for i in items}
+    max_abs = study.max_abs_value
+    found: dict[tuple[int, int], list[dict[str, Any]]] = {key: [] for key in wanted}
+    ratings = (
+        Rating.objects.filter(
+            assignment__comparison_id__in={i.comparison_id for i in items},
+            assignment__status=Assignment.Status.SUBMITTED,
+            assignment__purpose__in=REPORTED_PURPOSES,
+            criterion_id__in={i.criterion.pk for i in items},
+        )
+        .select_related("assignment__rater")
+        .order_by("assignment__rater__kind", "assignment__rater__label")
+    )
+    for r in ratings:
+        key = (r.assignment.comparison_id, r.criterion_id)
+        if key in found:
+            found[key].append(
+                {
+                    "rater": r.assignment.rater.label,
+                    "text": value_text(r.value, max_abs),
+                    "rationale": r.rationale or r.assignment.rationale,
+                    "both_unacceptable": r.assignment.both_unacceptable,
+                }
+            )
+    return found

@@ -22,6 +22,7 @@ from annotations.services.adjudication import (
     adjudication_withdraw,
     decision_label,
     dispute_detail,
+    dispute_ratings,
     dispute_summary,
     disputed_items,
     next_unresolved,
@@ -77,11 +78,13 @@ def study_disputes(request: HttpRequest, slug: str) -> HttpResponse:
         "prompt", "response_first__system", "response_second__system"
     )
     by_id = {c.pk: c for c in comparisons}
+    ratings = dispute_ratings(study=study, items=list(page.object_list))
     query = urlencode([(k, v) for k, v in filters.items() if v])
     rows = [
         {
             "item": item,
             "comparison": by_id[item.comparison_id],
+            "ratings": ratings.get(item.key, []),
             "url": _item_url(study, item.comparison_id, item.criterion.key, query),
             "decision": decision_label(item.adjudication.value) if item.adjudication else "",
         }
