@@ -267,3 +267,24 @@ def test_the_study_people_command_does_the_same(world, capsys):
         call_command("study_people", world.study.slug, "invite", "q@example.org", "--role", "clinician", "--quota", "0")
     with pytest.raises(CommandError, match="No study"):
         call_command("study_people", "no-such-study", "list")
+
+
+def test_removal_keeps_submitted_ratings_and_the_last_owner_stays(world):
+    Assignment.objects.filter(pk=world.assignment.pk).update(status=Assignment.Status.SUBMITTED)
+    work = services.study_member_remove(study=world.study, user=world.clinician, actor=world.researcher)
+    assert (work.leased, work.submitted) == (0, 1)
+    assert Assignment.objects.get(pk=world.assignment.pk).status == Assignment.Status.SUBMITTED
+    assert AuditEvent.objects.get(action="membership.remove").data["ratings_kept"] == 1
+    with pytest.raises(ValidationError, match="at least one owner"):
+        services.study_member_remove(study=world.study, user=world.researcher, actor=world.researcher)
+    page = _login(world.researcher).get(f"/studies/{world.study.slug}/members/").content.decode()
+    assert "The only owner" in page
+
+
+def test_the_admin_invitations_page_shows_each_state_in_words(world):
+    services.invitation_create(email="open@example.org", role="clinician", study=world.study, actor=None)
+    gone = services.invitation_create(email="gone@example.org", role="researcher", actor=None)
+    services.invitation_revoke(invitation=gone, actor=None)
+    page = _login(world.admin).get("/admin-tools/invitations/").content.decode()
+    assert "<td>Pending</td>" in page and "<td>Revoked</td>" in page
+    assert "No study (an account only)" in page and ">None<" not in page
