@@ -594,6 +594,8 @@ def training_job_execute(*, job_id: int, worker: str, stop_after_seconds: float 
         if not (output_dir / "result.json").is_file():
             # Steps after the checkpoint will be trained and reported again.
             TrainingMetric.objects.filter(job_id=job_id, step__gt=resume_step or 0).delete()
+            if resume_step is not None:
+                _metrics_backfill(job_id, output_dir / "metrics.jsonl", up_to_step=resume_step)
         _write_lineage(job, output_dir)
         spec = training_job_spec(job)
         dataset_dir = job.export.path if job.export is not None else None
@@ -651,6 +653,28 @@ def training_job_execute(*, job_id: int, worker: str, stop_after_seconds: float 
         run.requeue(f"time budget used at step {result.global_step}; checkpoint saved, re-queued")
         return "requeued"
     return "lost"  # another run holds the job now; write nothing
+
+
+def _metrics_backfill(job_id: int, metrics_file: Path, *, up_to_step: int) -> int:
+    """Record the steps up to the checkpoint that metrics.jsonl holds but the database does not; returns how many
+    rows were added. A multi-process run's rank 0 writes metrics.jsonl at once but its supervisor passes the lines
+    on a moment later, so a worker that died in between left steps that the resumed run will not train again."""
+    if not metrics_file.is_file():
+        return 0
+    recorded = set(TrainingMetric.objects.filter(job_id=job_id).values_list("step", flat=True))
+    missing = []
+    for line in metrics_file.read_text(encoding="utf-8").splitlines():
+        try:
+            event = json.loads(line)
+            step = int(event.pop("step"))
+            epoch = float(event.pop("epoch") or 0.0)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a line cut short by the death
+        if 0 < step <= up_to_step and step not in recorded:
+            values = {k: (v if isinstance(v, int | float) and math.isfinite(v) else None) for k, v in event.items()}
+            missing.append(TrainingMetric(job_id=job_id, step=step, epoch=epoch, values=values))
+    TrainingMetric.objects.bulk_create(missing)
+    return len(missing)
 
 
 def _prepare_output_dir(output_dir: Path) -> tuple[int | None, list[str]]:

@@ -148,3 +148,104 @@ def test_jobs_are_routed_by_processes_per_machine_when_asked(settings, monkeypat
     assert training_job_queue({"num_processes": 4}) == "gpu4"
     assert training_job_queue({"num_processes": 4, "num_machines": 2}) == "gpu2"
     assert training_jobs.training_job_queue({"num_processes": 1}) == "gpu"
+
+
+def spawn_worker(name: str, queues: str, **env_extra: str):
+    """A solo Celery worker on the test database, not waited for."""
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from tests.conftest import ROOT, _database_url
+    from tests.jobs.conftest import VAR_DIR
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "evalplatform.test_settings",
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND or "",
+        **env_extra,
+    }
+    log = open(VAR_DIR / f"{name.split('@')[0]}-worker.log", "w")
+    command = [sys.executable, "-m", "celery", "-A", "evalplatform", "worker", "-Q", queues, "-n", name]
+    command += ["--pool", "solo", "--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "INFO"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_when_the_worker_dies_its_processes_die_too_and_another_worker_resumes_the_job(
+    study, export, tiny_assets, researcher
+):
+    """No orphans: a rank that outlived its worker would keep training (and writing checkpoints) while another
+    worker resumes the same job."""
+    import time
+
+    from annotations.tasks import training_job_run
+    from tests.jobs.test_worker_death import start_worker
+    from tests.training.test_distributed import process_gone
+
+    first_name, second_name = f"mp-first-{os.getpid()}@jobs-test", f"mp-second-{os.getpid()}@jobs-test"
+    private_queue = f"gpu-mp-{os.getpid()}"
+    job = training_job_launch(
+        study=study,
+        export=export,
+        base_model=tiny_assets["base"],
+        kind="dpo",
+        criterion="empathy",
+        hyperparameters={**EXACT, "batch_size": 2, "num_processes": 2, "max_steps": 40, "save_steps": 3},
+        actor=researcher,
+        dispatch=False,
+    )
+    first = start_worker(first_name, private_queue, TRAINING_HEARTBEAT_SECONDS="1")
+    second = None
+    try:
+        training_job_run.apply_async(args=[job.pk], queue=private_queue)
+        folder = Path(job.artifacts_path)
+        wait_for(
+            lambda: (
+                TrainingJob.objects.filter(pk=job.pk, step__gte=2).exists()
+                and any((c / "trainer_state.json").is_file() for c in folder.glob("checkpoint-*"))
+            ),
+            timeout=120,
+            interval=0.05,
+            what="step 2 and a checkpoint",
+        )
+        ranks = [int(pid) for pid in re.findall(r"rank \d started: pid (\d+)", TrainingJob.objects.get(pk=job.pk).log)]
+        assert len(ranks) == 2
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        wait_for(lambda: all(process_gone(pid) for pid in ranks), timeout=15, what="the ranks to die with their worker")
+        time.sleep(2.5)  # the heartbeat goes stale for the second worker (2 s)
+        # Not start_worker: its start-up recovery hands it the job at once, and a solo worker busy training
+        # answers no ping, so waiting for one could time out while the job runs.
+        second = spawn_worker(second_name, "gpu", TRAINING_STALE_AFTER_SECONDS="2")
+        wait_until_finished([job], timeout=180)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=20)
+
+    assert job.status == JobStatus.SUCCEEDED, job.log
+    assert job.attempts == 2 and job.result["resumed_from_step"] >= 3 and job.result["global_step"] == 40
+    assert sorted(losses(job)) == list(range(1, 41))
+
+
+@pytest.mark.django_db
+def test_steps_the_dead_supervisor_had_not_passed_on_are_recorded_from_metrics_jsonl(
+    study, export, tiny_assets, researcher, tmp_path
+):
+    """Rank 0 wrote steps 1-4 to metrics.jsonl; the worker died having recorded 1-2, after checkpoint 3."""
+    import json
+
+    job = launch(study, export, tiny_assets["base"], researcher)
+    for step in (1, 2):
+        job.metrics.create(step=step, epoch=0.1 * step, values={"loss": 0.7})
+    metrics_file = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": step, "epoch": 0.1 * step, "loss": 0.7 - step / 100}) for step in (1, 2, 3, 4)]
+    metrics_file.write_text("\n".join(lines) + '\n{"step": 5, "ep')  # the last line cut short by the death
+    assert training_jobs._metrics_backfill(job.pk, metrics_file, up_to_step=3) == 1
+    assert sorted(losses(job).items()) == [(1, 0.7), (2, 0.7), (3, pytest.approx(0.67))]
