@@ -35,16 +35,21 @@ class ReportFilters:
     date_from: datetime.date | None = None  # inclusive, on the day the rating or judgment was stored
     date_to: datetime.date | None = None  # inclusive
     min_gold_accuracy: float | None = None  # clinicians below this share on gold items are left out
+    # Kinds of rater to include: "clinician" (platform), "external" (imported), "judge". Empty: all three.
+    rater_kinds: tuple[str, ...] = ()
 
     def as_params(self) -> dict[str, Any]:
         """A canonical JSON-ready form: the same filters always give the same dict."""
-        return {
+        params = {
             "criteria": sorted(set(self.criteria)),
             "raters": sorted(set(self.raters)),
             "date_from": self.date_from.isoformat() if self.date_from else None,
             "date_to": self.date_to.isoformat() if self.date_to else None,
             "min_gold_accuracy": self.min_gold_accuracy,
         }
+        if self.rater_kinds:  # only when set, so reports asked for before this filter keep their key
+            params["rater_kinds"] = sorted(set(self.rater_kinds))
+        return params
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ReportFilters:
@@ -54,6 +59,7 @@ class ReportFilters:
             date_from=datetime.date.fromisoformat(params["date_from"]) if params.get("date_from") else None,
             date_to=datetime.date.fromisoformat(params["date_to"]) if params.get("date_to") else None,
             min_gold_accuracy=params.get("min_gold_accuracy"),
+            rater_kinds=tuple(params.get("rater_kinds") or ()),
         )
 
 
@@ -119,6 +125,8 @@ def report_ratings(*, study: Study, filters: ReportFilters, excluded_raters: tup
         ratings = ratings.filter(criterion__key__in=filters.criteria)
     if filters.raters:
         ratings = ratings.filter(assignment__rater__label__in=filters.raters)
+    if filters.rater_kinds:
+        ratings = ratings.filter(assignment__rater__kind__in=filters.rater_kinds)
     if excluded_raters:
         ratings = ratings.exclude(assignment__rater__label__in=excluded_raters)
     if filters.date_from:
@@ -135,6 +143,8 @@ def report_judgments(*, study: Study, filters: ReportFilters) -> QuerySet:
         judgments = judgments.filter(criterion__key__in=filters.criteria)
     if filters.raters:
         judgments = judgments.filter(judge__rater__label__in=filters.raters)
+    if filters.rater_kinds and Rater.Kind.JUDGE not in filters.rater_kinds:
+        judgments = judgments.none()
     if filters.date_from:
         judgments = judgments.filter(created_at__date__gte=filters.date_from)
     if filters.date_to:

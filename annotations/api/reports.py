@@ -25,6 +25,13 @@ from annotations.services.reports import (
 REPORT_PARAMETERS = [
     OpenApiParameter("criterion", str, many=True, description="criterion key; repeat for several (default: all)"),
     OpenApiParameter("rater", str, many=True, description="rater or judge label; repeat for several (default: all)"),
+    OpenApiParameter(
+        "kind",
+        str,
+        many=True,
+        enum=["clinician", "external", "judge"],
+        description="kinds of rater: platform clinicians, imported raters, AI judges; repeat (default: all)",
+    ),
     OpenApiParameter("from", OpenApiTypes.DATE, description="first day a rating was stored, inclusive"),
     OpenApiParameter("to", OpenApiTypes.DATE, description="last day a rating was stored, inclusive"),
     OpenApiParameter("min_gold_accuracy", float, description="leave out clinicians below this gold accuracy (0-1)"),

@@ -589,6 +589,7 @@ def report_params_from_query(query: QueryDict) -> ReportParams:
     return report_params_parse(
         criteria=query.getlist("criterion"),
         raters=query.getlist("rater"),
+        rater_kinds=query.getlist("kind"),
         date_from=query.get("from"),
         date_to=query.get("to"),
         min_gold_accuracy=query.get("min_gold_accuracy"),
@@ -601,6 +602,7 @@ def report_params_parse(
     *,
     criteria: list[str] | tuple[str, ...] = (),
     raters: list[str] | tuple[str, ...] = (),
+    rater_kinds: list[str] | tuple[str, ...] = (),
     date_from: str | None = None,
     date_to: str | None = None,
     min_gold_accuracy: str | float | None = None,
@@ -626,6 +628,9 @@ def report_params_parse(
     for name, labels in (("criterion", criteria), ("rater", raters)):
         if any("\x00" in label for label in labels):
             errors[name] = "Labels cannot contain NUL characters."
+    kinds = tuple(dict.fromkeys(k for k in rater_kinds if k))
+    if any(k not in ("clinician", "external", "judge") for k in kinds):
+        errors["kind"] = "Expected clinician (platform), external (imported) or judge."
     start, end = parse_date("from", date_from), parse_date("to", date_to)
     if start and end and start > end:
         errors["to"] = "The end date is before the start date."
@@ -658,6 +663,7 @@ def report_params_parse(
     filters = ReportFilters(
         criteria=tuple(c for c in criteria if c),
         raters=tuple(r for r in raters if r),
+        rater_kinds=kinds,
         date_from=start,
         date_to=end,
         min_gold_accuracy=threshold,

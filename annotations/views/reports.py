@@ -34,7 +34,7 @@ from annotations.views import report_charts
 from annotations.views.common import study_for
 from annotations.views.report_pdf import report_pdf
 
-FILTER_FIELDS = ("criterion", "rater", "from", "to", "min_gold_accuracy", "resamples", "seed")
+FILTER_FIELDS = ("criterion", "rater", "kind", "from", "to", "min_gold_accuracy", "resamples", "seed")
 
 # (keys into the reliability dict, label, the count's key, what the count counts, which reading scale)
 RELIABILITY_ROWS = [
@@ -680,6 +680,8 @@ def filters_text(filters: dict[str, Any] | None, titles: dict[str, str]) -> str:
         parts.append("criteria " + ", ".join(titles.get(key, key) for key in f["criteria"]))
     if f.get("raters"):
         parts.append("raters " + ", ".join(f["raters"]))
+    if f.get("rater_kinds"):
+        parts.append("only " + " and ".join(KIND_LABELS[k][1] for k in f["rater_kinds"] if k in KIND_LABELS))
     if f.get("date_from"):
         parts.append(f"rated from {f['date_from']}")
     if f.get("date_to"):
@@ -799,6 +801,7 @@ def report_context(
         "stale": shown is not None and (snapshot is None or shown.pk != snapshot.pk),
         "filters": params.filters,
         "criterion_choices": study_criteria(study),
+        "kind_choices": [(kind, labels[1]) for kind, labels in KIND_LABELS.items()],
         "rater_choices": [
             {**choice, "kind_label": KIND_LABELS.get(choice["kind"], (choice["kind"],))[0]}
             for choice in report_rater_choices(study=study)

@@ -226,3 +226,22 @@ def test_a_snapshot_from_before_result_version_2_still_renders(client, researche
     html = _html(client, researcher, "study-report", mixed_study.study)
     assert '<span id="report-kind-counts">2 platform clinicians, 1 imported rater, 1 AI judge</span>' in html
     assert 'id="summary"' in html and "n=" in html and "decisive" in html
+
+
+def test_each_kind_of_rater_can_be_reported_alone(client, researcher, mixed_study):
+    from django.http import QueryDict
+
+    from annotations.services.reports import report_params_from_query
+
+    study = mixed_study.study
+    for query, expected in (
+        ("kind=clinician", "2 platform clinicians, 0 imported raters, 0 AI judges"),
+        ("kind=external&kind=judge", "0 platform clinicians, 1 imported rater, 1 AI judge"),
+    ):
+        report_request(study=study, params=report_params_from_query(QueryDict(f"{query}&resamples=20")), inline=True)
+        html = _html(client, researcher, "study-report", study, query=f"?{query}&resamples=20")
+        assert f'<span id="report-kind-counts">{expected}</span>' in html
+        assert "Filters: only " in html
+    client.force_login(researcher)
+    bad = client.get(reverse("api-study-report", args=[study.slug]) + "?kind=robot")
+    assert bad.status_code == 400 and set(bad.json()["error"]["details"]) == {"kind"}

@@ -20,6 +20,13 @@ class Command(BaseCommand):
         parser.add_argument("--output", help="file to write (required for --format pdf)")
         parser.add_argument("--criterion", action="append", default=[], help="criterion key (repeatable; default all)")
         parser.add_argument("--rater", action="append", default=[], help="rater or judge label (repeatable)")
+        parser.add_argument(
+            "--kind",
+            action="append",
+            default=[],
+            choices=["clinician", "external", "judge"],
+            help="kind of rater: platform clinician, imported (external) rater, AI judge (repeatable; default all)",
+        )
         parser.add_argument("--from", dest="date_from", help="first day a rating was stored, YYYY-MM-DD")
         parser.add_argument("--to", dest="date_to", help="last day a rating was stored, YYYY-MM-DD")
         parser.add_argument("--min-gold-accuracy", help="leave out clinicians below this gold accuracy (0-1)")
@@ -36,6 +43,7 @@ class Command(BaseCommand):
             params = report_params_parse(
                 criteria=options["criterion"],
                 raters=options["rater"],
+                rater_kinds=options["kind"],
                 date_from=options["date_from"],
                 date_to=options["date_to"],
                 min_gold_accuracy=options["min_gold_accuracy"],
