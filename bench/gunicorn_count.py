@@ -43,8 +43,11 @@ def post_worker_init(worker) -> None:
     target = folder / str(os.getpid())
 
     def report() -> None:
+        scratch = folder / f".{os.getpid()}.tmp"
         while True:
-            target.write_text(str(_count[0]))
+            # Written aside and renamed: a reader never sees a half-written (empty) file.
+            scratch.write_text(str(_count[0]))
+            os.replace(scratch, target)
             time.sleep(0.2)
 
     threading.Thread(target=report, daemon=True).start()

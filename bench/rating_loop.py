@@ -365,7 +365,7 @@ class Server:
 
     def statements(self) -> int:
         time.sleep(0.5)  # the workers write their totals every 0.2 s
-        return sum(int(f.read_text() or 0) for f in self.statements_dir.glob("*") if f.is_file())
+        return sum(int(f.read_text() or 0) for f in self.statements_dir.glob("[0-9]*") if f.is_file())
 
     def stop(self) -> None:
         self.process.terminate()

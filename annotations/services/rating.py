@@ -12,8 +12,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db import connection, transaction
+from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from annotations.services.assignment import (
     COUNTED_PURPOSES,
     assignment_next_locked,
     leases_sweep_if_due,
-    rater_progress_annotations,
+    rater_progress_extra,
 )
 from annotations.services.audit import audit_record, audit_record_many
 from annotations.services.studies import study_criteria
@@ -158,18 +158,18 @@ _CRITERIA_CACHE: dict[int, tuple[tuple[int, int], list[Criterion]]] = {}
 _CRITERIA_CACHE_MAX = 512
 
 
-def criteria_fingerprint_annotations() -> dict[str, Subquery]:
-    """Annotations (on a queryset with a `study_id` column) naming the study's current rubric."""
-    links = StudyCriterion.objects.filter(study_id=OuterRef("study_id")).order_by()
-    return {
-        "criteria_links": Subquery(links.values("study_id").annotate(n=Count("id")).values("n")),
-        "criteria_last_link": Subquery(links.order_by("-id").values("id")[:1]),
-    }
+def criteria_fingerprint_extra() -> dict[str, str]:
+    """Extra columns (`.extra(select=...)`, on a query whose table has a `study_id` column) naming the study's
+    current rubric; plain SQL, so nothing to compile per request."""
+    qn = connection.ops.quote_name
+    links = f"FROM {qn(StudyCriterion._meta.db_table)} l WHERE l.study_id = {qn(Assignment._meta.db_table)}.study_id"
+    return {"criteria_links": f"SELECT COUNT(*) {links}", "criteria_last_link": f"SELECT MAX(l.id) {links}"}
 
 
 def study_criteria_cached(study: Study, row: Any = None) -> list[Criterion]:
     """study_criteria(study), from the cache when `row` (annotated by criteria_fingerprint_annotations) names
-    the rubric the cache holds; read and cached otherwise. Without `row`, a plain read."""
+    the rubric the cache holds (see criteria_fingerprint_extra); read and cached otherwise. Without `row`, a
+    plain read."""
     if row is None:
         return study_criteria(study)
     fingerprint = (row.criteria_links or 0, row.criteria_last_link or 0)
@@ -302,20 +302,25 @@ def rating_submit_and_next(
         if rater is None:
             raise Assignment.DoesNotExist
         rater.user = user
+        member, member_params = rater_progress_extra(user=user, now=now)
+        qn = connection.ops.quote_name
+        table = qn(Assignment._meta.db_table)
+        other_lease = (
+            f"SELECT o.id FROM {table} o WHERE o.study_id = {table}.study_id AND o.rater_id = {table}.rater_id "  # noqa: S608
+            f"AND o.status = '{Assignment.Status.LEASED.value}' AND o.id <> {table}.id ORDER BY o.created_at, o.id "
+            "LIMIT 1"
+        )
         locked = (
             Assignment.objects.select_for_update(of=("self",), no_key=True)
             .select_related("study", "comparison")
-            .annotate(
-                **criteria_fingerprint_annotations(),
-                **{k: v for k, v in rater_progress_annotations(user=user, now=now).items() if k.startswith("member_")},
-                other_lease=Subquery(
-                    Assignment.objects.filter(
-                        study_id=OuterRef("study_id"), rater_id=OuterRef("rater_id"), status=Assignment.Status.LEASED
-                    )
-                    .exclude(pk=OuterRef("pk"))
-                    .order_by("created_at", "pk")
-                    .values("pk")[:1]
-                ),
+            .extra(  # noqa: S610 (constant SQL; the only values are parameters)
+                select={
+                    "member_role": member["member_role"],
+                    "member_quota": member["member_quota"],
+                    "other_lease": other_lease,
+                    **criteria_fingerprint_extra(),
+                },
+                select_params=member_params[:2],
             )
             .filter(public_id=public_id, rater=rater)
             .first()

@@ -29,13 +29,13 @@ from annotations.services.assignment import (
     fair_share,
     rater_for_user,
     rater_progress,
-    rater_progress_annotations,
+    rater_progress_extra,
     rater_progress_from,
 )
 from annotations.services.rating import (
     RatingInput,
     calibration_feedback,
-    criteria_fingerprint_annotations,
+    criteria_fingerprint_extra,
     criteria_in_page_order,
     draft_save,
     my_pairs_for_rater,
@@ -62,9 +62,10 @@ def own_assignment(request: HttpRequest, public_id: uuid.UUID, *, with_content: 
 def pair_for_page(request: HttpRequest, public_id: uuid.UUID) -> Assignment:
     """own_assignment for the pair page, in one query: the pair with its texts, the membership check, the
     rater's progress ("pair n of N") and the rubric's fingerprint (criteria come from the per-process cache)."""
+    progress, params = rater_progress_extra(user=request.user)
     assignment = (
         Assignment.objects.select_related(*PAIR_RELATED, "rater__user__profile")
-        .annotate(**rater_progress_annotations(user=request.user), **criteria_fingerprint_annotations())
+        .extra(select={**progress, **criteria_fingerprint_extra()}, select_params=params)  # noqa: S610 (constant SQL)
         .filter(public_id=public_id, rater__user=request.user)
         .first()
     )
