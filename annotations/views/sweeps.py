@@ -159,28 +159,34 @@ def sweep_chart_svg(points: list[dict[str, Any]], x: str, y: str, titles: dict[s
                 linewidth=2,
                 zorder=1,
             )
+        # Models with the same figures share one spot: one label lists them all, instead of overprinting.
+        spots: dict[tuple[float, float], list[dict[str, Any]]] = {}
         for point in plotted:
-            colour, marker = ROLE_STYLE.get(point["role"], ("#000000", "o"))
-            px, py = 100 * accuracy_of(point, x), 100 * accuracy_of(point, y)
-            axes.scatter(
-                [px],
-                [py],
-                s=90 if point.get("front") else 55,
-                marker=marker,
-                facecolor=colour if point["role"] != "reference" else "white",
-                edgecolor="#009E73" if point.get("front") else colour,
-                linewidth=2.4 if point.get("front") else 1.2,
-                zorder=3,
-            )
-            # Earlier jobs are labelled below their marker, so a sweep model at the same spot stays readable.
-            below = point["role"] == "reference"
+            spots.setdefault((round(accuracy_of(point, x), 6), round(accuracy_of(point, y), 6)), []).append(point)
+        for (ax, ay), group in spots.items():
+            px, py = 100 * ax, 100 * ay
+            for point in group:
+                colour, marker = ROLE_STYLE.get(point["role"], ("#000000", "o"))
+                axes.scatter(
+                    [px],
+                    [py],
+                    s=90 if point.get("front") else 55,
+                    marker=marker,
+                    facecolor=colour if point["role"] != "reference" else "white",
+                    edgecolor="#009E73" if point.get("front") else colour,
+                    linewidth=2.4 if point.get("front") else 1.2,
+                    zorder=3,
+                )
+            # Earlier jobs alone at a spot are labelled below it, so a sweep model close by stays readable.
+            below = all(point["role"] == "reference" for point in group)
             axes.annotate(
-                point["label"],
+                "\n".join(point["label"] for point in group),
                 (px, py),
                 xytext=(6, -11 if below else 5),
                 textcoords="offset points",
                 fontsize=8,
                 color="#555555" if below else "#222222",
+                verticalalignment="top" if below else "bottom",
             )
         axes.set_xlabel(f"{titles.get(x, x)}: held-out accuracy (%)")
         axes.set_ylabel(f"{titles.get(y, y)}: held-out accuracy (%)")
@@ -221,7 +227,9 @@ def sweep_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> HttpR
     points = view["points"]
     for point in points:
         point["cells"] = [{"criterion": key, **(point["figures"].get(key) or {})} for key in view["criteria"]]
-        point["weight_cells"] = [point["weights"].get(key) for key in view["criteria"]]
+        weights_text = " · ".join(f"{titles.get(k, k)} {v:g}" for k, v in point["weights"].items() if v > 0)
+        several = sum(1 for v in point["weights"].values() if v > 0) > 1  # one criterion: the label says it
+        point["weights_text"] = weights_text if several and weights_text != point["label"] else ""
     plotted = [p for p in points if accuracy_of(p, view["x"]) is not None and accuracy_of(p, view["y"]) is not None]
     chart = None
     if view["x"] and view["y"] and plotted:
