@@ -61,6 +61,8 @@ def test_a_researcher_adds_a_judge_runs_it_and_reads_it_in_the_report(
     assert run.status == JobStatus.SUCCEEDED and run.calls == 24
 
     page.get_by_role("link", name="Read the agreement report").click()
+    # The summary comes first; each criterion's figures sit behind the contents list (issue 12).
+    page.locator("#contents a").first.click(timeout=60000)
     judge_table = page.locator("table.judge-quality-table").first
     expect(judge_table).to_be_visible(timeout=60000)
     expect(judge_table).to_contain_text("local-judge")

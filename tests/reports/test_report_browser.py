@@ -47,6 +47,11 @@ def test_the_demo_report_reads_at_a_glance_on_desktop_and_phone(browser, live_se
         page.screenshot(path=str(ARTIFACTS / f"report-full-{name}.png"), full_page=True)
         assert axe_serious_violations(page) == []
 
+        page.get_by_text("Filters and settings").click()
+        expect(page.get_by_label("Imported raters")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / f"report-filters-{name}.png"), full_page=False)
+        assert axe_serious_violations(page) == []
+
         # The contents list opens a criterion's section; its position-bias figure says why it is empty.
         page.locator("#contents a", has_text="Safety").click()
         section = page.locator("#criterion-safety")
