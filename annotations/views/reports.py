@@ -470,6 +470,17 @@ def _criterion_context(
             for kind in ("clinician", "external")
             for n in [sum(1 for label in clinician_labels if kinds.get(label, "clinician") == kind)]
         ),
+        # Who is who in the heatmap and charts: the three kinds, each named.
+        "kind_names": [
+            (KIND_LABELS[kind][1].capitalize(), names)
+            for kind in KIND_LABELS
+            for names in [
+                [label for label in clinician_labels if kinds.get(label, "clinician") == kind]
+                if kind != "judge"
+                else sorted(entry["judges"])
+            ]
+            if names
+        ],
         "reliability_rows": rows,
         "alpha": reliability["alpha"]["nominal"],
         "disputed_url": f"{criterion_items}&disagreement=1&sort=disagreement" if criterion_items else "",

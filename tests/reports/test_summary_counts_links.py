@@ -118,6 +118,9 @@ def test_a_heatmap_cell_opens_exactly_the_comparisons_both_raters_rated(client, 
         assert _item_count(client, url) == int(n)
         checked.add(int(n))
     assert {20, 40} <= checked  # dave shares 20 comparisons with each; the others share all 40
+    # Each rater in the heatmap is named with its kind.
+    assert "Imported raters: mixed-external." in html and "AI judges: mixed-judge." in html
+    assert re.search(r"Platform clinicians: (dave, mixed-clinician|mixed-clinician, dave)\.", html)
 
 
 def test_a_reliability_row_opens_its_disputed_items_and_a_bar_its_comparisons(client, researcher, mixed_study):
