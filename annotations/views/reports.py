@@ -472,7 +472,7 @@ def _criterion_context(
         ),
         # Who is who in the heatmap and charts: the three kinds, each named.
         "kind_names": [
-            (KIND_LABELS[kind][1].capitalize(), names)
+            (KIND_LABELS[kind][1][0].upper() + KIND_LABELS[kind][1][1:], names)
             for kind in KIND_LABELS
             for names in [
                 [label for label in clinician_labels if kinds.get(label, "clinician") == kind]
