@@ -97,6 +97,12 @@ def _launch_from_form(request: HttpRequest, study: Study) -> Sweep:
     )
 
 
+def _finished_models(study: Study, kind: str, titles: dict[str, str]) -> list[str]:
+    """'Safety (b9f7e53a)' for each succeeded job of `kind`: what a sweep can take for each criterion."""
+    jobs = TrainingJob.objects.filter(study=study, kind=kind, status=JobStatus.SUCCEEDED).order_by("-created_at")
+    return [f"{titles.get(job.criterion_key, job.criterion_key)} ({str(job.public_id)[:8]})" for job in jobs[:50]]
+
+
 @login_required
 def sweep_list(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_for(request, slug)
@@ -111,6 +117,7 @@ def sweep_list(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, f"Sweep queued: {len(sweep.weight_vectors)} weight vectors.")
             return redirect("sweep-detail", slug=study.slug, public_id=sweep.public_id)
     criteria = study_criteria(study)
+    titles = {criterion.key: criterion.title for criterion in criteria}
     sweeps = [(sweep, sweep_status(sweep)) for sweep in sweeps_for_study(study=study)]
     form = request.POST if request.method == "POST" else {}
     context = {
@@ -124,12 +131,8 @@ def sweep_list(request: HttpRequest, slug: str) -> HttpResponse:
         "kinds": Sweep.Kind.choices,
         "steps": GRID_STEPS,
         "base_models": base_models_available(),
-        "reward_models": TrainingJob.objects.filter(
-            study=study, kind=TrainingJob.Kind.REWARD, status=JobStatus.SUCCEEDED
-        ).select_related("export"),
-        "dpo_models": TrainingJob.objects.filter(
-            study=study, kind=TrainingJob.Kind.DPO, status=JobStatus.SUCCEEDED
-        ).select_related("export"),
+        "reward_models": _finished_models(study, TrainingJob.Kind.REWARD, titles),
+        "dpo_models": _finished_models(study, TrainingJob.Kind.DPO, titles),
         "defaults": OPTION_DEFAULTS,
         "form": form,
         "errors": errors,

@@ -57,9 +57,12 @@ def finish_with_figures(sweep: Sweep, values: list[tuple[float, float]]) -> None
         )
 
 
-def test_the_launch_form_offers_criteria_by_title_and_a_three_vector_grid_by_default(client, researcher, study):
+def test_the_launch_form_offers_criteria_by_title_and_a_three_vector_grid_by_default(
+    client, researcher, study, safety_rm
+):
     client.force_login(researcher)
     html = client.get(f"/studies/{study.slug}/jobs/sweeps/").content.decode()
+    assert f"Finished reward models: Safety ({str(safety_rm.public_id)[:8]})." in html
     assert "Launch a weight sweep" in html and "No sweeps yet" in html
     assert re.search(r'value="empathy" checked> Empathy', html) and re.search(r'value="safety" checked> Safety', html)
     assert re.search(r'<option value="0.5" selected>', html)
