@@ -184,7 +184,7 @@ def test_when_the_worker_dies_its_processes_die_too_and_another_worker_resumes_t
     import time
 
     from annotations.tasks import training_job_run
-    from tests.jobs.test_worker_death import start_worker
+    from evalplatform.celery import app
     from tests.training.test_distributed import process_gone
 
     first_name, second_name = f"mp-first-{os.getpid()}@jobs-test", f"mp-second-{os.getpid()}@jobs-test"
@@ -199,9 +199,11 @@ def test_when_the_worker_dies_its_processes_die_too_and_another_worker_resumes_t
         actor=researcher,
         dispatch=False,
     )
-    first = start_worker(first_name, private_queue, TRAINING_HEARTBEAT_SECONDS="1")
+    # Handles first, waits after: a worker whose start timed out is still ended by the finally below.
+    first = spawn_worker(first_name, private_queue, TRAINING_HEARTBEAT_SECONDS="1")
     second = None
     try:
+        wait_for(lambda: app.control.ping(destination=[first_name], timeout=0.5), timeout=60, what="the first worker")
         training_job_run.apply_async(args=[job.pk], queue=private_queue)
         folder = Path(job.artifacts_path)
         wait_for(
