@@ -229,10 +229,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for _folder in ("out", "processed"):
+    for _folder in ("out", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         {
+            # Exchange tables too (kombu's default is ./control, relative to wherever the worker started).
+            "control_folder": str(_broker_dir / "control"),
             "data_folder_in": str(_broker_dir / "out"),
             "data_folder_out": str(_broker_dir / "out"),
             "processed_folder": str(_broker_dir / "processed"),
