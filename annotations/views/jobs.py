@@ -40,6 +40,8 @@ FORM_OPTIONS = (
     "learning_rate",
     "batch_size",
     "gradient_accumulation_steps",
+    "num_processes",
+    "distributed",
     "beta",
     "max_length",
     "use_lora",

@@ -114,3 +114,29 @@ def test_reward_margins_are_refused_for_an_export_without_margins(client, study,
     response = client.post(reverse("job-list", kwargs={"slug": study.slug}), form)
     assert response.status_code == 400
     assert "reward margins need" in response.content.decode()
+
+
+def test_the_launch_form_sets_the_number_of_processes_and_refuses_fsdp_for_lora(client, study, researcher, tiny_assets):
+    reward_export = make_export(study, tiny_assets["reward_snapshot"])
+    login(client, researcher)
+    url = reverse("job-list", kwargs={"slug": study.slug})
+    page = client.get(url).content.decode()
+    assert 'name="num_processes"' in page and 'name="distributed"' in page
+    form = {
+        "kind": "reward",
+        "export": str(reward_export.public_id),
+        "criterion": "safety",
+        "base_model": tiny_assets["base"],
+        "max_steps": "2",
+        "use_lora": "on",
+        "num_processes": "2",
+        "distributed": "ddp",
+    }
+    response = client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    job = TrainingJob.objects.latest("id")
+    assert job.hyperparameters["num_processes"] == 2
+    assert job.hyperparameters["distributed"] == "ddp"
+    refused = client.post(url, {**form, "distributed": "fsdp"})
+    assert refused.status_code == 400
+    assert "FSDP" in refused.content.decode() or "fsdp" in refused.content.decode()
