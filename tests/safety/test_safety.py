@@ -88,6 +88,17 @@ def test_an_excluded_response_takes_its_comparisons_out_of_exports(flagged, rese
     assert f"excluded from exports (safety review): {len(with_it)}" in (Path(after.path) / "README.md").read_text()
 
 
+def test_the_export_page_says_how_many_comparisons_an_excluded_response_took_out(client, flagged, researcher):
+    study = flagged.data.study
+    response_exports_set(
+        study=study, response_id=flagged.unsafe_span.response_first.pk, excluded=True, actor=researcher
+    )
+    export = export_create(study=study, actor=researcher, format="trl-dpo", criterion_keys=["empathy"], inline=True)
+    client.force_login(researcher)
+    page = client.get(reverse("export-detail", args=[study.slug, export.public_id])).content.decode()
+    assert "2 left out because a response was excluded from exports" in page
+
+
 def test_the_safety_page_shows_spans_reasons_and_acts(client, flagged, researcher):
     client.force_login(researcher)
     study = flagged.data.study
