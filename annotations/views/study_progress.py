@@ -14,6 +14,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from annotations.models import Comparison, Profile, Study, StudyMembership
+from annotations.plain import error_text
 from annotations.services.assignment import (
     clinician_assign,
     leases_expire,
@@ -65,7 +66,7 @@ def study_clinician_add(request: HttpRequest, slug: str) -> HttpResponse:
     username = request.POST.get("username", "").strip()
     user = get_user_model().objects.filter(username=username, profile__role=Profile.Role.CLINICIAN).first()
     if user is None:
-        messages.error(request, f"No clinician account named {username!r}.")
+        messages.error(request, f"No clinician account named “{username}”.")
         return redirect("study-progress", slug=slug)
     try:
         quota = QUOTA_FIELD.clean(request.POST.get("quota"))
@@ -75,7 +76,7 @@ def study_clinician_add(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         clinician_assign(study=study, user=user, actor=request.user, quota=quota)
     except (ValueError, ValidationError) as exc:
-        messages.error(request, f"Could not add {username}: {exc}")
+        messages.error(request, f"Could not add {username}: {error_text(exc)}")
         return redirect("study-progress", slug=slug)
     messages.success(request, f"{username} can now rate in this study.")
     return redirect("study-progress", slug=slug)
@@ -131,7 +132,7 @@ def study_workspace_settings(request: HttpRequest, slug: str) -> HttpResponse:
             rationale_min_length=int(post.get("rationale_min_length") or 0),
         )
     except (ValueError, ValidationError) as exc:
-        messages.error(request, f"Could not save the settings: {exc}")
+        messages.error(request, f"Could not save the settings: {error_text(exc)}")
         return redirect("study-progress", slug=slug)
     messages.success(request, "Workspace settings saved.")
     return redirect("study-progress", slug=slug)

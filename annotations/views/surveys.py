@@ -189,7 +189,7 @@ def survey_results_page(request: HttpRequest, slug: str, public_id) -> HttpRespo
             except ValidationError as exc:
                 errors = error_dict(exc)
             else:
-                messages.success(request, f"Weight set {weight_set.name!r} saved: choose it when launching a job.")
+                messages.success(request, f"Weight set “{weight_set.name}” saved: choose it when launching a job.")
                 return redirect("survey-results", slug=study.slug, public_id=survey.public_id)
     results = survey_results(survey)
     importance, top, chart_height = _bar_rows(results)
