@@ -103,6 +103,9 @@ def test_three_kinds_of_rater_are_counted_apart_and_agree_everywhere(client, res
     assert progress["clinician"]["ratings"] == 60 * 2 and progress["judge"]["ratings"] == 40 * 2
     empathy = next(c for c in workspace_progress(study=study)["per_criterion"] if c["key"] == "empathy")
     assert empathy["by_kind"] == {"clinician": 60, "external": 40, "judge": 40}
+    progress_page = _html(client, researcher, "study-progress", study, query="")
+    row = re.search(r"<tr><td>Empathy .*?</tr>", progress_page, re.S).group(0)
+    assert re.findall(r'<td class="num">(\d+)</td>', row)[-2:] == ["40", "40"]  # imported, judged
 
 
 def test_a_heatmap_cell_opens_exactly_the_comparisons_both_raters_rated(client, researcher, mixed_study):
