@@ -136,6 +136,7 @@ def pair_data(pair: SafetyPair) -> dict:
 
 class SafetyQueueApi(APIView):
     @extend_schema(
+        operation_id="v1_studies_safety_list",
         parameters=[
             OpenApiParameter("status", str, enum=list(QUEUE_STATUSES), description="default all"),
             OpenApiParameter("limit", int),
@@ -157,7 +158,7 @@ class SafetyQueueApi(APIView):
 
 
 class SafetyPairApi(APIView):
-    @extend_schema(responses=SafetyPairOutput)
+    @extend_schema(operation_id="v1_studies_safety_pair_retrieve", responses=SafetyPairOutput)
     def get(self, request: Request, slug: str, comparison_id: int) -> Response:
         study = api_study(request, slug)
         try:
