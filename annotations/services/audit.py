@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import product
+from itertools import product, zip_longest
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -303,9 +303,10 @@ class _LinkRecovery:
                 continue
             deleted, existing = self._candidates(name, model)
             recent = [self._recent[name]] if name in self._recent else []
-            choices.append([None, *recent, *deleted, *([] if deleted_only else sorted(existing))])
+            # Explaining a broken row looks for a link to a row that still exists: those first.
+            choices.append([None, *recent, *([] if deleted_only else sorted(existing, reverse=True)), *deleted])
         tried = 0
-        for actor_id, study_id in product(*choices):
+        for actor_id, study_id in _fewest_links_first(choices):
             tried += 1
             if tried > RECOVERY_LIMIT:
                 return None
@@ -320,8 +321,23 @@ class _LinkRecovery:
         if name not in self._ids:
             existing = set(model.objects.values_list("pk", flat=True))
             highest = max(_last_issued_id(model), max(existing, default=0))
-            self._ids[name] = ([pk for pk in range(1, highest + 1) if pk not in existing], existing)
+            # Newest first: the rows being verified are most often those of the latest deletions.
+            self._ids[name] = ([pk for pk in range(highest, 0, -1) if pk not in existing], existing)
         return self._ids[name]
+
+
+def _fewest_links_first(choices: list[list[int | None]]):
+    """(actor, study) candidates: first those putting back one link only (a row usually lost one: its user or
+    its study), then every combination; so the usual case costs one pass over one list, not their product."""
+    actors, studies = choices
+    missing = object()
+    # Alternating between the two lists, newest ids first on both sides.
+    for actor, study in zip_longest(actors, studies[1:], fillvalue=missing):
+        if actor is not missing:
+            yield actor, studies[0]
+        if study is not missing:
+            yield actors[0], study
+    yield from product(actors[1:], studies[1:])
 
 
 def _last_issued_id(model: type[models.Model]) -> int:

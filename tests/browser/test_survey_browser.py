@@ -74,7 +74,7 @@ def test_a_respondent_answers_on_a_phone_and_the_researcher_reads_the_results(
     results.get_by_label("Method").select_option("top_priority")
     results.get_by_label("Safety minimum (0 to 1, optional)").fill("0.3")
     results.get_by_role("button", name="Save weight set").click()
-    expect(results.get_by_text("Weight set 'patients-top' saved")).to_be_visible()
+    expect(results.get_by_text("Weight set “patients-top” saved")).to_be_visible()
     results.screenshot(path=str(ARTIFACTS / "survey-weight-set-desktop.png"), full_page=True)
     results.get_by_role("link", name="Training jobs").click()
     expect(results.get_by_label("Or a weight set (MODPO, merge)")).to_contain_text("patients-top (top_priority)")

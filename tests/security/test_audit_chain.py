@@ -157,6 +157,22 @@ def test_a_deleted_users_rows_still_verify(django_user_model):
     assert report.intact and report.links_cleared == 1
 
 
+def test_deleted_links_verify_when_ids_run_high(django_user_model, study):
+    """Ids come from sequences that never go back (rolled-back tests, years of use): recovering a deleted user's
+    and a deleted study's ids must not depend on how many ids were ever issued below them."""
+    with connection.cursor() as cursor:
+        for table in ("auth_user", "annotations_study"):
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), 400000)", [table])
+    user = django_user_model.objects.create_user(username="gone-late", password="x-long-password-123")
+    late_study = type(study).objects.create(slug="late", title="Late")
+    audit_record(actor=user, action="login.failed")
+    audit_record(actor=None, action="study.create", study=late_study)
+    user.delete()
+    late_study.delete()
+    report = audit_chain_verify()
+    assert report.intact and report.links_cleared == 2
+
+
 def test_clearing_the_link_to_a_study_that_still_exists_is_refused_and_detected(events, study):
     AuditEvent.objects.filter(pk=events[1].pk).update(study=None)  # allowed now; checked at commit
     assert f"the link to study {study.pk} was cleared, but that row still exists" in broken()
