@@ -1222,6 +1222,7 @@ ROUTES["api-sweep-cancel"] = [
     )
 ]
 
+
 # --- rubric editing and gold answers (helper 6) -----------------------------------------------------------
 def _gold_kwargs(w) -> dict[str, Any]:
     return {"slug": w.study.slug, "comparison_id": w.comparison.pk}
