@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -75,16 +75,22 @@ def _job_or_404(study: Study, public_id: uuid.UUID) -> TrainingJob:
     return job
 
 
+def export_from_form(form: QueryDict, study: Study) -> PreferenceExport | None:
+    """The export chosen on a launch form (job or sweep), or None when none was chosen."""
+    if not form.get("export"):
+        return None
+    try:
+        export = PreferenceExport.objects.filter(study=study, public_id=form["export"]).first()
+    except ValidationError:
+        export = None
+    if export is None:
+        raise ValidationError({"export": ["No such export in this study."]})
+    return export
+
+
 def _launch_from_form(request: HttpRequest, study: Study) -> TrainingJob:
     form = request.POST
-    export = None
-    if form.get("export"):
-        try:
-            export = PreferenceExport.objects.filter(study=study, public_id=form["export"]).first()
-        except ValidationError:
-            export = None
-        if export is None:
-            raise ValidationError({"export": ["No such export in this study."]})
+    export = export_from_form(form, study)
     try:
         input_ids = [uuid.UUID(value) for value in form.getlist("inputs")]
     except ValueError:

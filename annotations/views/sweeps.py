@@ -34,6 +34,7 @@ from annotations.services.sweeps import (
 )
 from annotations.services.training_jobs import FINISHED, OPTION_DEFAULTS, base_models_available, training_job_progress
 from annotations.views.common import error_dict, study_for
+from annotations.views.jobs import export_from_form
 
 # The training options the sweep form shows; every job of the sweep takes the same ones.
 FORM_OPTIONS = ("max_steps", "learning_rate", "batch_size", "beta", "max_length", "seed")
@@ -57,14 +58,7 @@ def _sweep_or_404(study: Study, public_id: uuid.UUID) -> Sweep:
 
 def _launch_from_form(request: HttpRequest, study: Study) -> Sweep:
     form = request.POST
-    export = None
-    if form.get("export"):
-        try:
-            export = PreferenceExport.objects.filter(study=study, public_id=form["export"]).first()
-        except ValidationError:
-            export = None
-        if export is None:
-            raise ValidationError({"export": ["No such export in this study."]})
+    export = export_from_form(form, study)
     step = None
     if form.get("step", "").strip():
         try:
