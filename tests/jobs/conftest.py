@@ -2,13 +2,17 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from annotations.models import JobStatus, PreferenceExport, TrainingJob
 from annotations.services.training_jobs import FINISHED
+from tests.conftest import ROOT, _database_url
 
 # The shared worker fixture writes its log under the var dir; make sure it exists.
 VAR_DIR = Path(os.environ.get("EVALPLATFORM_VAR_DIR", "/tmp/evalplatform-test-var"))
@@ -88,3 +92,19 @@ def wait_until_finished(jobs, *, timeout: float = 120):
     wait_for(finished, timeout=timeout, interval=0.2, what=f"jobs {ids} to finish")
     for job in jobs:
         job.refresh_from_db()
+
+
+def spawn_worker(name: str, queues: str, **env_extra: str) -> subprocess.Popen:
+    """A solo Celery worker on the test database, not waited for."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "evalplatform.test_settings",
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND or "",
+        **env_extra,
+    }
+    log = open(VAR_DIR / f"{name.split('@')[0]}-worker.log", "w")
+    command = [sys.executable, "-m", "celery", "-A", "evalplatform", "worker", "-Q", queues, "-n", name]
+    command += ["--pool", "solo", "--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "INFO"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -18,7 +18,7 @@ from annotations.services.training_jobs import (
     training_job_launch,
     training_job_queue,
 )
-from tests.jobs.conftest import FAST, wait_for, wait_until_finished
+from tests.jobs.conftest import FAST, spawn_worker, wait_for, wait_until_finished
 
 # lora_dropout 0: dropout masks are drawn per process, so only without them are both runs the same computation.
 EXACT = {**FAST, "lora_dropout": 0.0}
@@ -148,30 +148,6 @@ def test_jobs_are_routed_by_processes_per_machine_when_asked(settings, monkeypat
     assert training_job_queue({"num_processes": 4}) == "gpu4"
     assert training_job_queue({"num_processes": 4, "num_machines": 2}) == "gpu2"
     assert training_jobs.training_job_queue({"num_processes": 1}) == "gpu"
-
-
-def spawn_worker(name: str, queues: str, **env_extra: str):
-    """A solo Celery worker on the test database, not waited for."""
-    import subprocess
-    import sys
-
-    from django.conf import settings
-
-    from tests.conftest import ROOT, _database_url
-    from tests.jobs.conftest import VAR_DIR
-
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "evalplatform.test_settings",
-        "DATABASE_URL": _database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND or "",
-        **env_extra,
-    }
-    log = open(VAR_DIR / f"{name.split('@')[0]}-worker.log", "w")
-    command = [sys.executable, "-m", "celery", "-A", "evalplatform", "worker", "-Q", queues, "-n", name]
-    command += ["--pool", "solo", "--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "INFO"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.slow

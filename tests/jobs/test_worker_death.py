@@ -3,12 +3,10 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from annotations.models import JobStatus, TrainingJob
@@ -16,25 +14,13 @@ from annotations.services.training_jobs import training_job_launch
 from annotations.services.worker_processes import worker_node
 from annotations.tasks import training_job_run
 from evalplatform.celery import app
-from tests.conftest import ROOT, _database_url
-from tests.jobs.conftest import FAST, VAR_DIR, wait_for, wait_until_finished
+from tests.jobs.conftest import FAST, spawn_worker, wait_for, wait_until_finished
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def start_worker(name: str, queues: str, **env_extra: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "evalplatform.test_settings",
-        "DATABASE_URL": _database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND or "",
-        **env_extra,
-    }
-    log = open(VAR_DIR / f"{name.split('@')[0]}-worker.log", "w")
-    command = [sys.executable, "-m", "celery", "-A", "evalplatform", "worker", "-Q", queues, "-n", name]
-    command += ["--pool", "solo", "--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "INFO"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = spawn_worker(name, queues, **env_extra)
     wait_for(lambda: app.control.ping(destination=[name], timeout=0.5), timeout=60, what=f"worker {name} to start")
     return process
 
