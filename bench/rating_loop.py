@@ -729,7 +729,9 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn gthread workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
-    parser.add_argument("--prompts", type=int, default=400, help="prompts per run (3 comparisons each)")
+    parser.add_argument(
+        "--prompts", type=int, default=800, help="prompts per run (3 comparisons each; enough that no run runs dry)"
+    )
     parser.add_argument("--overlap-k", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true", help="the platform only")
     parser.add_argument("--json", help="also write the results here")
