@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, OuterRef
 
 from annotations.models import Assignment, Span, Study
@@ -67,11 +68,19 @@ def spans_for_rater(*, assignment: Assignment) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (row["side"], row["start"], row["end"], row["id"]))
 
 
+def span_count_extra() -> dict[str, str]:
+    """An extra column (`.extra(select=...)` on an Assignment query) counting the pair's spans; plain SQL."""
+    qn = connection.ops.quote_name
+    span, assignment = qn(Span._meta.db_table), qn(Assignment._meta.db_table)
+    return {"span_count": f"SELECT COUNT(*) FROM {span} s WHERE s.assignment_id = {assignment}.id"}  # noqa: S608
+
+
 def pair_spans(*, assignment: Assignment) -> dict[str, Any]:
     """The pair page's span data: the study's labels, the rater's spans by side, and each side's raw text.
 
-    Expects `assignment` fetched with its comparison and both responses (the pair page does); one query."""
-    spans = spans_for_rater(assignment=assignment)
+    Expects `assignment` fetched with its comparison and both responses (the pair page does); one query, none
+    when the page's query counted no span (span_count_extra), as on most pages."""
+    spans = spans_for_rater(assignment=assignment) if getattr(assignment, "span_count", 1) else []
     comparison = assignment.comparison
     left, right = (
         (comparison.response_first, comparison.response_second)

@@ -32,6 +32,7 @@ active_assignments < k RETURNING ...` that also returns the two systems and thei
 ORM path (any database, every candidate locked, overlap steering) stays as the fallback.
 """
 
+import functools
 import math
 import random
 import secrets
@@ -43,9 +44,10 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
+from annotations import compiled
 from annotations.models import (
     Assignment,
     Comparison,
@@ -227,15 +229,15 @@ def rater_counts(*, study: Study, rater: Rater) -> RaterCounts:
     )
 
 
-def _unseen_by(rater: Rater):
-    return ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater=rater))
+def _unseen_by(rater_id: int):
+    return ~Exists(Assignment.objects.filter(comparison=OuterRef("pk"), rater_id=rater_id))
 
 
 def _pick_gold(*, study: Study, rater: Rater, calibration: bool = False) -> Comparison | None:
     # Calibration takes the calibration set first; hidden gold checks take the other gold items first.
     return (
         Comparison.objects.filter(study=study, is_gold=True, excluded=False)
-        .filter(_unseen_by(rater))
+        .filter(_unseen_by(rater.pk))
         .annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
         .select_related("prompt", "response_first", "response_second")
         .order_by("-is_calibration" if calibration else "is_calibration", "id")
@@ -276,24 +278,21 @@ class _Claim:
     comparison: Comparison | None = None  # loaded with its texts on the ORM path
 
 
-def _recent_prompts(*, study: Study, rater: Rater):
+def _recent_prompts(*, study_id: int, rater_id: int):
     """The prompts of the rater's last few pairs (newest ids first: the primary key follows creation)."""
     return (
-        Assignment.objects.filter(study=study, rater=rater)
+        Assignment.objects.filter(study_id=study_id, rater_id=rater_id)
         .order_by("-pk")
         .values("comparison__prompt_id")[:SPACE_PROMPTS_LAST]
     )
 
 
-def _claim_in_one_statement(*, study: Study, rater: Rater, pool) -> _Claim | None:
-    """PostgreSQL: pick, lock and count in one comparison of `pool` in a single statement that also returns
-    its two systems and the rater's side counters for them. None when every candidate is taken or held."""
-    pick = (
-        pool.order_by("-active_assignments", "id")
-        .values("pk")[:1]
-        .select_for_update(skip_locked=True, no_key=True, of=("self",))
-    )
-    pick_sql, pick_params = pick.query.get_compiler(using=pool.db).as_sql()
+def _claim_in_one_statement(*, study: Study, rater: Rater, pick: "compiled.CompiledQuery") -> _Claim | None:
+    """PostgreSQL: pick, lock and count in one comparison of the pool in a single statement that also returns
+    its two systems and the rater's side counters for them. None when every candidate is taken or held.
+    `pick` is the pool's "first free candidate" query, compiled once per process (_pool_pick)."""
+    pick_sql = pick.sql
+    pick_params = pick.bind({"study_id": study.pk, "rater_id": rater.pk, "overlap_k": study.overlap_k})
     qn = connection.ops.quote_name
     comparison, response, balance = (
         qn(Comparison._meta.db_table),
@@ -321,30 +320,77 @@ def _claim_in_one_statement(*, study: Study, rater: Rater, pool) -> _Claim | Non
     return _Claim(comparison_id, first_system, second_system, (lead_first or 0) - (lead_second or 0))
 
 
+def _pool_queries(
+    *,
+    study_id: int,
+    rater_id: int,
+    overlap_k: int,
+    one_prompt_per_rater: bool,
+    spaced: bool,
+    partners: list[int] | None = None,
+) -> list[QuerySet]:
+    """The comparisons the rater may take, as querysets to try in order: with an overlap partner first (when
+    `partners` is given), then spaced away from the rater's last prompts (when `spaced`), then any."""
+    pool = Comparison.objects.filter(
+        study_id=study_id, is_gold=False, excluded=False, active_assignments__lt=overlap_k
+    ).filter(_unseen_by(rater_id))
+    if one_prompt_per_rater:
+        pool = pool.exclude(
+            Exists(Assignment.objects.filter(rater_id=rater_id, comparison__prompt_id=OuterRef("prompt_id")))
+        )
+    queries = [pool]
+    if partners:
+        shares_with_partner = Exists(
+            Assignment.objects.filter(comparison=OuterRef("pk"), rater_id__in=partners, status__in=LIVE_STATUSES)
+        )
+        queries.insert(0, pool.filter(shares_with_partner))
+    if spaced:
+        # Spaced first: a pair of a prompt the rater has just seen only when nothing else is left.
+        recent = _recent_prompts(study_id=study_id, rater_id=rater_id)
+        queries = [q for query in queries for q in (query.exclude(prompt_id__in=Subquery(recent)), query)]
+    return queries
+
+
+def _pool_pick(*, study_id: int, rater_id: int, overlap_k: int, one_prompt_per_rater: bool, spaced: bool, index: int):
+    """The index-th pool query's first free candidate, locked (skipping rows other claims hold)."""
+    pool = _pool_queries(
+        study_id=study_id,
+        rater_id=rater_id,
+        overlap_k=overlap_k,
+        one_prompt_per_rater=one_prompt_per_rater,
+        spaced=spaced,
+    )[index]
+    return (
+        pool.order_by("-active_assignments", "id")
+        .values("pk")[:1]
+        .select_for_update(skip_locked=True, no_key=True, of=("self",))
+    )
+
+
 def _claim_regular(*, study: Study, rater: Rater) -> _Claim | None:
     """Lock and count in one comparison below k that the rater may take; None when the pool is empty."""
-    pool = Comparison.objects.filter(
-        study=study, is_gold=False, excluded=False, active_assignments__lt=study.overlap_k
-    ).filter(_unseen_by(rater))
-    if study.one_prompt_per_rater:
-        pool = pool.exclude(Exists(Assignment.objects.filter(rater=rater, comparison__prompt_id=OuterRef("prompt_id"))))
-    queries = [pool]
-    if study.min_shared_per_rater_pair:
-        partners = _overlap_partners(study=study, rater=rater)
-        if partners:
-            shares_with_partner = Exists(
-                Assignment.objects.filter(comparison=OuterRef("pk"), rater_id__in=partners, status__in=LIVE_STATUSES)
-            )
-            queries.insert(0, pool.filter(shares_with_partner))
-    if study.space_prompts and not study.one_prompt_per_rater:
-        # Spaced first: a pair of a prompt the rater has just seen only when nothing else is left.
-        recent = _recent_prompts(study=study, rater=rater)
-        queries = [q for query in queries for q in (query.exclude(prompt_id__in=Subquery(recent)), query)]
+    spaced = study.space_prompts and not study.one_prompt_per_rater
     if connection.vendor == "postgresql" and not study.min_shared_per_rater_pair:
-        for query in queries:
-            claim = _claim_in_one_statement(study=study, rater=rater, pool=query)
+        for index in range(2 if spaced else 1):
+            pick = compiled.compiled(
+                ("claim_pick", study.one_prompt_per_rater, spaced, index),
+                functools.partial(
+                    _pool_pick, one_prompt_per_rater=study.one_prompt_per_rater, spaced=spaced, index=index
+                ),
+                {"study_id": int, "rater_id": int, "overlap_k": int},
+            )
+            claim = _claim_in_one_statement(study=study, rater=rater, pick=pick)
             if claim is not None:
                 return claim
+    partners = _overlap_partners(study=study, rater=rater) if study.min_shared_per_rater_pair else None
+    queries = _pool_queries(
+        study_id=study.pk,
+        rater_id=rater.pk,
+        overlap_k=study.overlap_k,
+        one_prompt_per_rater=study.one_prompt_per_rater,
+        spaced=spaced,
+        partners=partners,
+    )
     for query in queries:
         ordered = (
             query.annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
@@ -657,8 +703,7 @@ class RaterProgress:
 
 def rater_progress(*, study: Study, rater: Rater, now: datetime | None = None) -> RaterProgress:
     """Three queries whatever the study's size: the rater's own counts, the quota, and the pool for the fair share."""
-    now = now or timezone.now()
-    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = day_start(now)
     submitted = Q(status=Assignment.Status.SUBMITTED)
     mine = Assignment.objects.filter(rater=rater).aggregate(
         done=Count("id", filter=submitted & Q(study=study) & ~Q(purpose=Assignment.Purpose.CALIBRATION)),
@@ -687,13 +732,16 @@ def rater_progress(*, study: Study, rater: Rater, now: datetime | None = None) -
     )
 
 
-def rater_progress_extra(*, user: AbstractBaseUser, now: datetime | None = None) -> tuple[dict[str, str], list]:
+def day_start(now: datetime | None = None) -> datetime:
+    """Midnight of `now` (default: now) in the site's time zone: where "time today" starts counting."""
+    return timezone.localtime(now or timezone.now()).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def rater_progress_extra(*, user_id: int, today: datetime) -> tuple[dict[str, str], list]:
     """rater_progress as extra columns of an Assignment query (`.extra(select=..., select_params=...)`), so the
-    pair page reads them in its one query: the rater's done count and time today, their membership's role and
-    quota, and the pool of the fair share. Plain SQL subselects on the outer row's study and rater: unlike ORM
-    subqueries they cost nothing to compile on every request, which on this hot path is most of the saving."""
-    now = now or timezone.now()
-    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    pair page reads them in its one query: the rater's done count and time since `today` (day_start()), their
+    membership's role and quota, and the pool of the fair share. Plain SQL subselects on the outer row's study
+    and rater."""
     qn = connection.ops.quote_name
     assignment, membership, comparison = (qn(m._meta.db_table) for m in (Assignment, StudyMembership, Comparison))
     outer_study, outer_rater = f"{assignment}.{qn('study_id')}", f"{assignment}.{qn('rater_id')}"
@@ -718,7 +766,7 @@ def rater_progress_extra(*, user: AbstractBaseUser, now: datetime | None = None)
             f"AND m.role = '{StudyMembership.Role.CLINICIAN.value}'"
         ),
     }
-    return select, [user.pk, user.pk, today]
+    return select, [user_id, user_id, today]
 
 
 def rater_progress_from(*, study: Study, row: Any) -> RaterProgress:

@@ -6,6 +6,7 @@ Submission is idempotent: a repeated submit with the same answers changes nothin
 """
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,10 +18,12 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from annotations import compiled
 from annotations.models import Assignment, Comparison, Criterion, Rater, Rating, Study, StudyCriterion, StudyMembership
 from annotations.services.assignment import (
     COUNTED_PURPOSES,
     assignment_next_locked,
+    day_start,
     leases_sweep_if_due,
     rater_progress_extra,
 )
@@ -285,6 +288,37 @@ class SubmitAndNext:
     next: Assignment | None  # the rater's next pair; None after a calibration pair (feedback comes first) or at the end
 
 
+def _rater_locked_query(*, user_id: int):
+    return Rater.objects.select_for_update(no_key=True).filter(user_id=user_id)[:1]
+
+
+def _pair_locked_query(*, public_id: uuid.UUID, rater_id: int, user_id: int):
+    """The submitted pair, locked, with the membership check, the rater's other live lease, their quota and the
+    rubric's fingerprint as extra columns (compiled once per process: see annotations/compiled.py)."""
+    member, member_params = rater_progress_extra(user_id=user_id, today=day_start())
+    qn = connection.ops.quote_name
+    table = qn(Assignment._meta.db_table)
+    other_lease = (
+        f"SELECT o.id FROM {table} o WHERE o.study_id = {table}.study_id AND o.rater_id = {table}.rater_id "  # noqa: S608
+        f"AND o.status = '{Assignment.Status.LEASED.value}' AND o.id <> {table}.id ORDER BY o.created_at, o.id "
+        "LIMIT 1"
+    )
+    return (
+        Assignment.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("study", "comparison")
+        .extra(  # noqa: S610 (constant SQL; the only values are parameters)
+            select={
+                "member_role": member["member_role"],
+                "member_quota": member["member_quota"],
+                "other_lease": other_lease,
+                **criteria_fingerprint_extra(),
+            },
+            select_params=member_params[:2],
+        )
+        .filter(public_id=public_id, rater_id=rater_id)[:1]
+    )
+
+
 def rating_submit_and_next(
     *, user: AbstractBaseUser, public_id: Any, data: RatingInput, now: datetime | None = None
 ) -> SubmitAndNext:
@@ -298,32 +332,17 @@ def rating_submit_and_next(
     form's parser did."""
     now = now or timezone.now()
     with transaction.atomic():
-        rater = Rater.objects.select_for_update(no_key=True).filter(user=user).first()
+        rater = compiled.first("submit_rater", _rater_locked_query, {"user_id": int}, user_id=user.pk)
         if rater is None:
             raise Assignment.DoesNotExist
         rater.user = user
-        member, member_params = rater_progress_extra(user=user, now=now)
-        qn = connection.ops.quote_name
-        table = qn(Assignment._meta.db_table)
-        other_lease = (
-            f"SELECT o.id FROM {table} o WHERE o.study_id = {table}.study_id AND o.rater_id = {table}.rater_id "  # noqa: S608
-            f"AND o.status = '{Assignment.Status.LEASED.value}' AND o.id <> {table}.id ORDER BY o.created_at, o.id "
-            "LIMIT 1"
-        )
-        locked = (
-            Assignment.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("study", "comparison")
-            .extra(  # noqa: S610 (constant SQL; the only values are parameters)
-                select={
-                    "member_role": member["member_role"],
-                    "member_quota": member["member_quota"],
-                    "other_lease": other_lease,
-                    **criteria_fingerprint_extra(),
-                },
-                select_params=member_params[:2],
-            )
-            .filter(public_id=public_id, rater=rater)
-            .first()
+        locked = compiled.first(
+            "submit_pair",
+            _pair_locked_query,
+            {"public_id": uuid.UUID, "rater_id": int, "user_id": int},
+            public_id=public_id,
+            rater_id=rater.pk,
+            user_id=user.pk,
         )
         if locked is None or locked.member_role != StudyMembership.Role.CLINICIAN:
             raise Assignment.DoesNotExist

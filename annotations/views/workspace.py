@@ -7,6 +7,7 @@ Pages are addressed by the assignment's opaque public id only.
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 import rules
@@ -20,13 +21,15 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
+from annotations import compiled
 from annotations.models import Assignment, Comparison, Rater, Study, StudyMembership
 from annotations.permissions import is_clinician
-from annotations.selectors_spans import pair_spans
+from annotations.selectors_spans import pair_spans, span_count_extra
 from annotations.services.assignment import (
     assignment_next,
     assignment_skip,
     assignment_take_back,
+    day_start,
     fair_share,
     rater_for_user,
     rater_progress,
@@ -60,15 +63,28 @@ def own_assignment(request: HttpRequest, public_id: uuid.UUID, *, with_content: 
     return assignment
 
 
+def _pair_page_query(*, public_id: uuid.UUID, user_id: int, today: datetime):
+    progress, params = rater_progress_extra(user_id=user_id, today=today)
+    return (
+        Assignment.objects.select_related(*PAIR_RELATED, "rater__user__profile")
+        .extra(  # noqa: S610 (constant SQL)
+            select={**progress, **criteria_fingerprint_extra(), **span_count_extra()}, select_params=params
+        )
+        .filter(public_id=public_id, rater__user_id=user_id)[:1]
+    )
+
+
 def pair_for_page(request: HttpRequest, public_id: uuid.UUID) -> Assignment:
     """own_assignment for the pair page, in one query: the pair with its texts, the membership check, the
-    rater's progress ("pair n of N") and the rubric's fingerprint (criteria come from the per-process cache)."""
-    progress, params = rater_progress_extra(user=request.user)
-    assignment = (
-        Assignment.objects.select_related(*PAIR_RELATED, "rater__user__profile")
-        .extra(select={**progress, **criteria_fingerprint_extra()}, select_params=params)  # noqa: S610 (constant SQL)
-        .filter(public_id=public_id, rater__user=request.user)
-        .first()
+    rater's progress ("pair n of N") and the rubric's fingerprint (criteria come from the per-process cache).
+    Compiled once per process (annotations/compiled.py): building this SQL cost more than running it."""
+    assignment = compiled.first(
+        "pair_for_page",
+        _pair_page_query,
+        {"public_id": uuid.UUID, "user_id": int, "today": datetime},
+        public_id=public_id,
+        user_id=request.user.pk,
+        today=day_start(),
     )
     if assignment is None or assignment.member_role != StudyMembership.Role.CLINICIAN:
         raise Http404("No such pair.")
@@ -191,7 +207,7 @@ def _render_pair(
         "minutes_today": round((progress.seconds_today + (0 if revising else pair["active_seconds"])) / 60),
         "lease_lost": assignment.status == Assignment.Status.EXPIRED,
         "errors": errors or {},
-        "spans": pair_spans(assignment=assignment),  # marked passages (_spans.html): one query
+        "spans": pair_spans(assignment=assignment),  # marked passages (_spans.html): a query only if there are some
         "error_list": [m for msgs in (errors or {}).values() for m in msgs],
         "client_state": {
             "id": pair["id"],

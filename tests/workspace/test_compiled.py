@@ -1,0 +1,95 @@
+"""Hot queries compiled once per process (annotations/compiled.py), and the page loop's statement count."""
+
+import re
+import uuid
+from datetime import datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from annotations import compiled
+from annotations.models import Assignment, Rating, StudyMembership
+from annotations.services.assignment import assignment_next, day_start, rater_for_user, rater_progress_extra
+from tests.workspace.conftest import add_clinicians
+
+pytestmark = pytest.mark.django_db
+
+
+def _pair_query(*, public_id: uuid.UUID, user_id: int, today: datetime):
+    progress, params = rater_progress_extra(user_id=user_id, today=today)
+    return (
+        Assignment.objects.select_related("study", "rater__user", "comparison__prompt")
+        .extra(select=progress, select_params=params)  # noqa: S610 (constant SQL)
+        .filter(public_id=public_id, rater__user_id=user_id)[:1]
+    )
+
+
+def test_a_compiled_query_returns_what_the_queryset_returns_for_each_new_set_of_values(
+    ws_study, django_user_model, researcher
+):
+    users = add_clinicians(django_user_model, ws_study, ["c-one", "c-two"], owner=researcher)
+    claims = [assignment_next(study=ws_study, rater=rater_for_user(user=user)) for user in users]
+    parameters = {"public_id": uuid.UUID, "user_id": int, "today": datetime}
+    key = ("test-pair", uuid.uuid4())  # a key of its own: compiled afresh in this test
+    for user, claim in zip(users, claims, strict=True):
+        values = {"public_id": claim.public_id, "user_id": user.pk, "today": day_start()}
+        expected = _pair_query(**values).get()
+        got = compiled.first(key, _pair_query, parameters, **values)
+        assert got.pk == expected.pk == claim.pk
+        # Related objects and extra columns come along exactly as the ORM builds them.
+        assert got.rater.user.username == user.username and got.comparison.prompt.pk == expected.comparison.prompt.pk
+        assert (got.member_role, got.progress_done, got.study_clinicians) == (
+            expected.member_role,
+            expected.progress_done,
+            expected.study_clinicians,
+        )
+        assert got.member_role == StudyMembership.Role.CLINICIAN
+    # Someone else's pair: nothing, as the queryset gives.
+    other = {"public_id": claims[0].public_id, "user_id": users[1].pk, "today": day_start()}
+    assert compiled.first(key, _pair_query, parameters, **other) is None
+
+
+def test_a_parameter_the_sql_does_not_use_is_refused_at_compile_time():
+    def ignores_rater(*, study_id: int, rater_id: int):
+        return Assignment.objects.filter(study_id=study_id)[:1]
+
+    with pytest.raises(RuntimeError, match="no parameter for rater_id"):
+        compiled.compiled(("test-ignores", uuid.uuid4()), ignores_rater, {"study_id": int, "rater_id": int})
+
+
+def test_a_value_of_the_wrong_type_is_refused_not_sent():
+    def by_public_id(*, public_id: uuid.UUID):
+        return Assignment.objects.filter(public_id=public_id)[:1]
+
+    query = compiled.compiled(("test-type", uuid.uuid4()), by_public_id, {"public_id": uuid.UUID})
+    with pytest.raises(TypeError, match="public_id must be a UUID"):
+        query.models({"public_id": "not-a-uuid"})
+
+
+def _page_loop_statements(client, slug: str) -> list[tuple[int, int]]:
+    """(statements of the pair page, of its submit with the claim of the next pair), three times."""
+    location = client.post(reverse("workspace-next", args=[slug]))["Location"]
+    counts = []
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as page_queries:
+            page = client.get(location)
+        keys = re.findall(r'name="v_([a-z_]+)" value="0"', page.content.decode())
+        form = {**{f"v_{key}": "1" for key in keys}, "mode": "submit"}
+        with CaptureQueriesContext(connection) as submit_queries:
+            response = client.post(location.rstrip("/") + "/submit", form)
+        assert response.status_code == 302 and "/workspace/pair/" in response["Location"]
+        location = response["Location"]
+        counts.append((len(page_queries), len(submit_queries)))
+    return counts
+
+
+def test_the_page_loop_costs_three_statements_per_page_and_thirteen_per_submit(client, ws_study, clinician):
+    """The clinician's path: the pair page reads the session, the user and the pair with everything it shows
+    (progress, rubric fingerprint, spans counted); the submit stores the answers, claims the next pair and
+    writes the audit rows in one transaction (bench/rating_loop.py measures the same path under load)."""
+    client.force_login(clinician)
+    counts = _page_loop_statements(client, ws_study.slug)
+    assert counts[1:] == [(3, 13), (3, 13)], counts
+    assert Rating.objects.filter(assignment__rater__user=clinician).count() == 3 * 3
