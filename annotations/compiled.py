@@ -71,6 +71,10 @@ class CompiledQuery:
         missing = sorted(set(stand_ins) - found)
         if missing:
             raise RuntimeError(f"compiled query: the SQL has no parameter for {', '.join(missing)}")
+        # What results_iter would work out again on every call: the columns' converters (JSON, UUIDs on SQLite).
+        compiler = self.compiler
+        converters = compiler.get_converters([column[0] for column in compiler.select[: compiler.col_count]])
+        self.converters = list(converters.items())
         self.model_rows = self.compiler.klass_info is not None
         if self.model_rows:
             klass_info, select = self.compiler.klass_info, self.compiler.select
@@ -93,11 +97,17 @@ class CompiledQuery:
 
     def models(self, values: dict[str, Any]) -> list[Model]:
         """The rows as model instances, exactly as iterating the queryset would build them."""
-        with connections[self.using].cursor() as cursor:
+        connection = connections[self.using]  # this thread's (the compiler holds the compiling thread's)
+        with connection.cursor() as cursor:
             cursor.execute(self.sql, self.bind(values))
             rows = cursor.fetchall()
         objects = []
-        for row in self.compiler.results_iter([rows]):
+        for row in rows:
+            if self.converters:
+                row = list(row)
+                for position, (functions, expression) in self.converters:
+                    for function in functions:
+                        row[position] = function(row[position], expression, connection)
             obj = self.model_cls.from_db(self.using, self.init_list, row[self.model_slice])
             for populator in self.related_populators:
                 populator.populate(row, obj)

@@ -44,9 +44,16 @@ pages = ["/studies/", "/studies/demo/", "/studies/demo/progress", "/studies/demo
          f"/studies/demo/jobs/{TrainingJob.objects.latest('created_at').public_id}/", "/api/v1/studies/demo/comparisons"]
 statuses = {page: researcher.get(page, secure=True).status_code for page in pages}
 statuses["next"] = clinician.post("/workspace/demo/next", secure=True).status_code
-pair = clinician.get(clinician.post("/workspace/demo/next", secure=True).url, secure=True)
+pair_url = clinician.post("/workspace/demo/next", secure=True).url
+pair = clinician.get(pair_url, secure=True)
 statuses["pair"] = pair.status_code
-import json
+# Rate it through the form: the submit and the next pair's page run the compiled hot queries on SQLite.
+import json, re
+keys = re.findall(r'name="v_([a-z_]+)" value="0"', pair.content.decode())
+form = {**{f"v_{key}": "1" for key in keys}, "mode": "submit"}
+submitted = clinician.post(pair_url.rstrip("/") + "/submit", form, secure=True)
+statuses["submit"] = submitted.status_code if len(keys) == 7 else f"{len(keys)} criteria"
+statuses["next pair"] = clinician.get(submitted.url, secure=True).status_code if submitted.status_code == 302 else 0
 print(json.dumps(statuses))
 """
 
@@ -103,6 +110,7 @@ def test_the_demo_reports_exports_queues_training_and_renders_on_sqlite(demo):
     # Every main page renders on SQLite, for the researcher and the clinician.
     statuses = json.loads(manage(env, "shell", "-c", PAGES_SCRIPT).strip().splitlines()[-1])
     assert statuses.pop("next") == 302  # to the claimed pair
+    assert statuses.pop("submit") == 302  # answers stored, on to the next pair
     assert statuses == dict.fromkeys(statuses, 200), statuses
 
 

@@ -111,6 +111,7 @@ def test_spans_survive_reload_and_revision_and_load_in_one_query(client, ws_stud
     page = client.get(reverse("workspace-pair", args=[assignment.public_id]))
     html = page.content.decode()
     assert "1 marked passage" in html and "warm opening" in html
+    assert "<dt><kbd>m</kbd></dt><dd>While reading a response" in html  # listed among the keyboard shortcuts
     state = json.loads(html.split('id="spans-state" type="application/json">')[1].split("</script>")[0])
     assert state["spans"][0]["side"] == 1 and state["spans"][0]["quote"] == text[:10]
     assert state["labels"] == ["unsafe", "validating"]
