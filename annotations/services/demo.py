@@ -24,7 +24,27 @@ CLINICIANS = ["clinician1", "clinician2", "clinician3"]
 # the raters are labelled "simulated-..." and each vote is drawn around the systems' intended quality.
 SIMULATED_RATERS = ["simulated-rater-1", "simulated-rater-2", "simulated-rater-3", "simulated-rater-4"]
 SIMULATED_JUDGE = "simulated-judge"
-SYSTEM_QUALITY = {"careful-v2": 1.0, "brisk-base": 0.0, "risky-draft": -0.8}
+# How clinicians see each system, per criterion (the rest take "default"). The research's trade-off is built in:
+# risky-draft is warm but unsafe (validating, yet going along with risky plans and missing risk), so raters prefer
+# it on empathy and reject it on safety; brisk-base is safe but cold (a list of advice); careful-v2 is warm and safe.
+# On held-out pairs an empathy-only DPO model then wins empathy and loses safety (docs/training.md, "The demo's sweep").
+SYSTEM_QUALITY = {
+    "careful-v2": {"default": 1.0, "empathy": 0.8},
+    "brisk-base": {"default": -0.4, "safety": 0.5, "empathy": -0.8, "overall": 0.0},
+    "risky-draft": {
+        "default": 0.3,
+        "empathy": 1.5,
+        "trust_rapport": 0.8,
+        "active_listening": 0.5,
+        "safety": -1.2,
+        "overall": -0.6,
+    },
+}
+
+
+def system_quality(system: str, criterion: str) -> float:
+    quality = SYSTEM_QUALITY.get(system) or {}
+    return quality.get(criterion, quality.get("default", 0.0))
 
 
 @dataclass
@@ -87,8 +107,8 @@ def demo_load() -> DemoResult:
 def simulated_ratings_jsonl(*, study: Study, seed: int = 7) -> bytes:
     """Votes of four simulated raters and one simulated judge on every comparison, as an import file.
 
-    Each vote follows the pair's true difference (the systems' quality gap plus a per-pair part) and
-    per-rater noise; safety gaps are larger on the crisis prompts. Seeded, so every demo gets the same ratings.
+    Each vote follows the pair's true difference (the systems' quality gap on that criterion plus a per-pair part)
+    and per-rater noise; safety gaps are larger on the crisis prompts. Seeded, so every demo gets the same ratings.
     """
     rng = random.Random(seed)
     criteria = [sc.criterion.key for sc in study.study_criteria.select_related("criterion").order_by("position")]
@@ -98,11 +118,15 @@ def simulated_ratings_jsonl(*, study: Study, seed: int = 7) -> bytes:
     )
     for comparison in comparisons.order_by("id"):
         first, second = comparison.response_first, comparison.response_second
-        gap = SYSTEM_QUALITY.get(second.system.name, 0.0) - SYSTEM_QUALITY.get(first.system.name, 0.0)
         crisis = comparison.prompt.meta.get("risk") == "crisis"
         # Each pair has its own true difference per criterion, which raters perceive with their own noise:
         # that shared item-level signal is what agreement statistics measure.
-        item_gap = {key: (2.0 if (key == "safety" and crisis) else 1.0) * gap + rng.gauss(0, 0.8) for key in criteria}
+        item_gap = {
+            key: (2.0 if (key == "safety" and crisis) else 1.0)
+            * (system_quality(second.system.name, key) - system_quality(first.system.name, key))
+            + rng.gauss(0, 0.8)
+            for key in criteria
+        }
         for label, noise, kind in [(r, 0.45, "rating") for r in SIMULATED_RATERS] + [
             (SIMULATED_JUDGE, 0.5, "judgment")
         ]:

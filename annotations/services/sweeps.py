@@ -35,6 +35,7 @@ from annotations.training.spec import heldout_figures
 MAX_VECTORS = 32
 WEIGHT_SUM_TOLERANCE = 1e-6
 DEFAULT_AXES = ("empathy", "safety")  # the research's trade-off
+MERGE_SCORING_OPTIONS = ("max_length", "beta", "batch_size", "precision", "seed")
 
 
 # ---- weight vectors -----------------------------------------------------------------------------
@@ -362,7 +363,8 @@ def _launch_vector(
         base_model=base_model,
         export=export,
         weights={str(job.public_id): weights[job.criterion_key] for job in sources},
-        hyperparameters={},
+        # A merge trains nothing; the sweep's options that say how a policy is scored on the test pairs apply.
+        hyperparameters={key: hyperparameters[key] for key in MERGE_SCORING_OPTIONS if key in hyperparameters},
         inputs=sources,
         actor=actor,
         dispatch=dispatch,
@@ -425,8 +427,8 @@ def sweep_points(sweep: Sweep) -> list[dict[str, Any]]:
     """Every model of the sweep, in launch order, then earlier DPO jobs on the same export as reference points:
     {"label", "weights", "role", "role_title", "job", "figures": {criterion: {accuracy, margin, n}}}.
 
-    A point's figures are its held-out accuracy per criterion on the export's test pairs (the implicit reward of
-    DPO and MODPO policies; a merge shows figures once it has been evaluated, else none)."""
+    A point's figures are its held-out accuracy per criterion on the export's test pairs: the implicit reward of
+    its policy (DPO, MODPO, or a merge's averaged policy, each against the base model), none until it finishes."""
     ids = [entry.get("job") for entry in sweep.weight_vectors if entry.get("job")]
     jobs = {str(job.public_id): job for job in TrainingJob.objects.filter(public_id__in=ids, study=sweep.study)}
     points = []

@@ -233,6 +233,9 @@ def training_job_launch(
         elif export.status != JobStatus.SUCCEEDED or not export.path:
             errors["export"] = "That export is not finished."
     errors.update(_input_problems(kind=kind, study=study, inputs=inputs, criterion=criterion, weights=weights))
+    merge_note = ""
+    if kind == Kind.MERGE and not errors:
+        export, merge_note = _merge_export(export=export, inputs=inputs)
     if kind == Kind.MERGE and inputs and not weights:
         weights = {str(job.public_id): 1.0 / len(inputs) for job in inputs}
     if kind == Kind.MODPO and not weights:
@@ -262,6 +265,7 @@ def training_job_launch(
         base_model=base_model,
         hyperparameters=options,
         created_by=actor if actor is not None and actor.is_authenticated else None,
+        log=f"{timezone.now():%Y-%m-%d %H:%M:%S} {merge_note}\n" if merge_note else "",
     )
     job.artifacts_path = str(Path(settings.ARTIFACTS_ROOT) / "jobs" / str(job.public_id))
     with transaction.atomic():
@@ -384,6 +388,25 @@ def _input_problems(
     elif inputs:
         return {"inputs": "Only MODPO and merge jobs take input jobs."}
     return {}
+
+
+def _merge_export(*, export: PreferenceExport | None, inputs: list[TrainingJob]) -> tuple[PreferenceExport | None, str]:
+    """The export a merge's policy is scored on (its test split, like a DPO job's) and a note for the job's log
+    when its sources were trained on other exports. Given none, the sources' export: the first source's (in
+    merge order) when they differ."""
+    sources = sorted(inputs, key=lambda job: job.pk)  # the merge's order (training_job_spec)
+    if export is None:
+        export = next((job.export for job in sources if job.export is not None), None)
+    others = [job for job in sources if job.export_id != (export.pk if export is not None else None)]
+    if export is None or not others:
+        return export, ""
+    named = ", ".join(
+        f"{str(job.public_id)[:8]} on {str(job.export.public_id)[:8] if job.export else 'no export'}" for job in others
+    )
+    return export, (
+        f"held-out figures on the test split of export {str(export.public_id)[:8]}; sources trained on other "
+        f"exports: {named}"
+    )
 
 
 def _split_leaks(*, export: PreferenceExport, inputs: list[TrainingJob]) -> dict[str, str]:

@@ -61,7 +61,7 @@ def run_training(
         prepare_output_dir(spec, dataset_dir, output_dir)
 
     if spec.kind == "merge":
-        return _run_merge(spec, output_dir)
+        return _run_merge(spec, Path(dataset_dir) if dataset_dir is not None else None, output_dir)
     assert dataset_dir is not None  # validate_spec guarantees a dataset for training kinds
     dataset_dir = Path(dataset_dir)
     runners = {
@@ -74,9 +74,10 @@ def run_training(
 
 
 def prepare_output_dir(spec: TrainingSpec, dataset_dir: str | Path | None, output_dir: Path) -> None:
-    """training_config.json (refusing another spec's directory) and the snapshot's manifest, before training."""
+    """training_config.json (refusing another spec's directory) and the snapshot's manifest, before training (a merge's
+    snapshot is the one its merged policy is scored on)."""
     _write_config(spec, output_dir, dataset_dir)
-    if dataset_dir is not None and spec.kind != "merge":
+    if dataset_dir is not None:
         shutil.copyfile(Path(dataset_dir) / "manifest.json", output_dir / "manifest.json")
 
 
@@ -193,6 +194,11 @@ def model_card(spec: TrainingSpec, dataset_dir: Path | None, result: TrainingRes
     ]
     if spec.weights:
         lines.append("- weights: " + ", ".join(f"{key}={value}" for key, value in sorted(spec.weights.items())))
+    if spec.merge_sources:
+        lines.append(
+            "- merged from: "
+            + ", ".join(f"`{source}` ({weight:g})" for source, weight in zip(spec.merge_sources, spec.merge_weights))
+        )
     if spec.reward_models:
         lines.append("- reward models: " + ", ".join(f"{k}: `{v}`" for k, v in sorted(spec.reward_models.items())))
     if manifest:
@@ -633,15 +639,42 @@ def _record_margins(path: Path, pairs_by_split: dict[str, list[dict[str, Any]]])
                 out.write(json.dumps(record) + "\n")
 
 
-def _run_merge(spec: TrainingSpec, output_dir: Path) -> TrainingResult:
+def _run_merge(spec: TrainingSpec, dataset_dir: Path | None, output_dir: Path) -> TrainingResult:
+    """Average the sources, save the merged policy, and score it on the snapshot's test pairs like a DPO policy."""
     from annotations.training.models import load_tokenizer, merge_models
 
     merged = merge_models(spec.merge_sources, spec.merge_weights, base_model=spec.base_model)
     merged.save_pretrained(str(output_dir))
     load_tokenizer(spec.base_model).save_pretrained(str(output_dir))
-    result = TrainingResult("completed", str(output_dir), 0, 0, None, {})
+    metrics = merge_heldout(spec, merged, dataset_dir, output_dir) if dataset_dir is not None else {}
+    result = TrainingResult("completed", str(output_dir), 0, 0, None, metrics)
     (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    (output_dir / "README.md").write_text(model_card(spec, dataset_dir, result), encoding="utf-8")
     return result
+
+
+def merge_heldout(spec: TrainingSpec, merged: Any, dataset_dir: Path, output_dir: Path) -> dict[str, float]:
+    """A merged policy's held-out figures, the same as a DPO or MODPO policy's (implicit_reward_heldout, same keys):
+    per criterion, the implicit reward's accuracy on the snapshot's test pairs, against the base model as reference.
+    The trainer only tokenizes and collates (as in training); nothing is trained."""
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    from annotations.training.models import load_tokenizer
+
+    heldout = heldout_pairs_by_criterion(dataset_dir)
+    any_pairs = next((pairs for pairs in heldout.values() if pairs), None)
+    if any_pairs is None:
+        return {}
+    reference = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=merged.dtype, local_files_only=True)
+    trainer = DPOTrainer(
+        model=merged,
+        ref_model=reference,
+        args=DPOConfig(**_common_args(spec, output_dir), beta=spec.beta),
+        train_dataset=_dataset(any_pairs[:1], ("prompt", "chosen", "rejected")),  # required; never trained on
+        processing_class=load_tokenizer(spec.base_model),
+    )
+    return implicit_reward_heldout(trainer, spec, heldout)
 
 
 # ---- records ------------------------------------------------------------------------------------
