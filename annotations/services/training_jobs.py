@@ -221,10 +221,18 @@ def training_job_launch(
             errors["weight_set"] = weight_set_error
     options = training_options_parse(hyperparameters or {})
     resolved_base = base_model_resolve(base_model=base_model, study=study)
+    suggested: dict[str, Any] = {}
     if resolved_base is None:
         errors["base_model"] = BASE_MODEL_UNAVAILABLE
     else:
         base_model = resolved_base
+        try:
+            suggested = {
+                name: value for name, value in base_model_suggestions(base_model).items() if name not in options
+            }
+        except ValidationError as exc:
+            errors["base_model"] = " ".join(exc.message_dict["base_model"])
+        options = {**suggested, **options}  # recorded in the job as given: its page shows what it ran with
     if kind != Kind.MERGE and export is None:
         errors["export"] = "Choose the export snapshot to train on."
     if export is not None:
@@ -255,6 +263,10 @@ def training_job_launch(
             {_FORM_FIELD.get(name, name): [message] for name, message in exc.errors.items()}
         ) from None
 
+    notes = [merge_note] if merge_note else []
+    if suggested:
+        taken = ", ".join(f"{name} {value}" for name, value in sorted(suggested.items()))
+        notes.append(f"Settings suggested by the base model ({SUGGESTIONS_FILE}): {taken}.")
     job = TrainingJob(
         study=study,
         export=export,
@@ -265,7 +277,7 @@ def training_job_launch(
         base_model=base_model,
         hyperparameters=options,
         created_by=actor if actor is not None and actor.is_authenticated else None,
-        log=f"{timezone.now():%Y-%m-%d %H:%M:%S} {merge_note}\n" if merge_note else "",
+        log="".join(f"{timezone.now():%Y-%m-%d %H:%M:%S} {note}\n" for note in notes),
     )
     job.artifacts_path = str(Path(settings.ARTIFACTS_ROOT) / "jobs" / str(job.public_id))
     with transaction.atomic():
@@ -315,6 +327,54 @@ BASE_MODEL_UNAVAILABLE = (
     "No such model is available to training jobs: give a model directory under the configured model roots "
     "(MODEL_ROOTS), or the artifacts of a finished job of this study."
 )
+
+
+# A base model's folder may suggest its own training settings (a tiny test model needs a far larger learning
+# rate than a 7B model): option -> value, taken for every option a launch leaves unset.
+SUGGESTIONS_FILE = "training_defaults.json"
+
+
+def base_model_suggestions(base_model_dir: str | Path) -> dict[str, Any]:
+    """The training options the base model's folder suggests (SUGGESTIONS_FILE), typed; {} when it has none.
+    A file that is not a JSON object of known options raises ValidationError on `base_model`, naming it."""
+    path = Path(base_model_dir) / SUGGESTIONS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationError({"base_model": [f"{path.name} of this model is not valid JSON ({exc})."]}) from None
+    if not isinstance(raw, dict):
+        raise ValidationError({"base_model": [f"{path.name} of this model must hold an object of options."]})
+    try:
+        return training_options_parse(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in exc.message_dict.items())
+        raise ValidationError({"base_model": [f"{path.name} of this model: {problems}."]}) from None
+
+
+def base_models_suggesting() -> dict[str, dict[str, Any]]:
+    """The models the launch forms offer that suggest settings, by name: what the forms tell researchers."""
+    suggestions: dict[str, dict[str, Any]] = {}
+    for name in base_models_available():
+        for root in settings.MODEL_ROOTS:
+            if (Path(root) / name / "config.json").is_file():
+                try:
+                    found = base_model_suggestions(Path(root) / name)
+                except ValidationError:
+                    found = {}  # the launch says what is wrong with it
+                if found:
+                    suggestions[name] = found
+                break
+    return suggestions
+
+
+def suggestions_in_words() -> dict[str, str]:
+    """base_models_suggesting() as the forms say it: {"tiny-chat": "learning rate 0.003, max steps 48"}."""
+    return {
+        name: ", ".join(f"{option.replace('_', ' ')} {value}" for option, value in sorted(options.items()))
+        for name, options in base_models_suggesting().items()
+    }
 
 
 def _within(path: str, root: str) -> bool:

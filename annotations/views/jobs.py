@@ -21,6 +21,7 @@ from annotations.services.studies import study_criteria
 from annotations.services.training_jobs import (
     OPTION_DEFAULTS,
     base_models_available,
+    suggestions_in_words,
     training_job_artifacts_zip,
     training_job_cancel,
     training_job_for_study,
@@ -151,6 +152,7 @@ def job_list(request: HttpRequest, slug: str) -> HttpResponse:
         "kinds": TrainingJob.Kind.choices,
         "base_models": base_models_available(),
         "defaults": OPTION_DEFAULTS,
+        "suggestions": suggestions_in_words(),
         "form": request.POST if request.method == "POST" else {},
         "errors": errors,
     }

@@ -32,7 +32,13 @@ from annotations.services.sweeps import (
     sweeps_for_study,
     weight_rows_parse,
 )
-from annotations.services.training_jobs import FINISHED, OPTION_DEFAULTS, base_models_available, training_job_progress
+from annotations.services.training_jobs import (
+    FINISHED,
+    OPTION_DEFAULTS,
+    base_models_available,
+    suggestions_in_words,
+    training_job_progress,
+)
 from annotations.views.common import error_dict, study_for
 from annotations.views.jobs import export_from_form
 
@@ -128,6 +134,7 @@ def sweep_list(request: HttpRequest, slug: str) -> HttpResponse:
         "reward_models": _finished_models(study, TrainingJob.Kind.REWARD, titles),
         "dpo_models": _finished_models(study, TrainingJob.Kind.DPO, titles),
         "defaults": OPTION_DEFAULTS,
+        "suggestions": suggestions_in_words(),
         "form": form,
         "errors": errors,
     }

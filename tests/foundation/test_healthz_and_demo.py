@@ -3,7 +3,9 @@ from django.core.management import call_command
 
 from annotations.models import (
     Comparison,
+    JobStatus,
     Judgment,
+    PreferenceExport,
     Prompt,
     Rater,
     Rating,
@@ -31,7 +33,7 @@ def test_healthz_is_503_when_the_broker_is_unreachable(client, settings):
 
 
 def test_the_demo_loads_three_systems_of_thirty_prompts_and_is_safe_to_rerun(capsys, settings, tmp_path):
-    settings.VAR_DIR = tmp_path
+    settings.VAR_DIR = settings.ARTIFACTS_ROOT = tmp_path
     call_command("demo_setup", "--no-model")
     out = capsys.readouterr().out
     assert "clinician1" in out and "researcher" in out
@@ -61,6 +63,11 @@ def test_the_demo_loads_three_systems_of_thirty_prompts_and_is_safe_to_rerun(cap
     }
     credentials = (tmp_path / "demo-credentials.txt").read_text().split()
     assert "clinician3" in credentials
+    # An export ready for training and sweeps, every criterion, 30% of prompts held out: made once.
+    export = PreferenceExport.objects.get(study=study)
+    assert export.status == JobStatus.SUCCEEDED and export.split["test_fraction"] == 0.3
+    assert len(export.criterion_keys) == 7 and f"Demo export for training: {export.public_id}" in out
     call_command("demo_setup", "--no-model")
     assert "already exist" in capsys.readouterr().out
     assert Response.objects.filter(study=study).count() == 90
+    assert PreferenceExport.objects.filter(study=study).count() == 1

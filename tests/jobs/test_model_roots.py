@@ -99,3 +99,38 @@ def test_the_launch_form_offers_the_models_in_the_roots_and_launches_one_by_name
     assert '<select id="base_model" name="base_model"' in page and '<option value="tiny"' in page
     job = launch(study, export, "tiny")
     assert job.base_model.endswith("/models/tiny")
+
+
+def test_a_model_folder_suggests_settings_a_launch_leaves_unset_and_the_job_says_so(
+    study, export, model_root, client, researcher
+):
+    root, _ = model_root
+    (root / "tiny" / "training_defaults.json").write_text('{"learning_rate": 0.003, "max_length": 384}')
+    job = training_job_launch(
+        study=study,
+        export=export,
+        kind="dpo",
+        criterion="empathy",
+        base_model="tiny",
+        hyperparameters={"max_steps": 2, "max_length": 256},  # given: wins over the suggestion
+        dispatch=False,
+    )
+    assert job.hyperparameters["learning_rate"] == 0.003 and job.hyperparameters["max_length"] == 256
+    assert "Settings suggested by the base model (training_defaults.json): learning_rate 0.003." in job.log
+    # The forms say what each model suggests, and leave the settings empty so the suggestion applies.
+    client.force_login(researcher)
+    for page in (f"/studies/{study.slug}/jobs/", f"/studies/{study.slug}/jobs/sweeps/"):
+        html = client.get(page).content.decode()
+        assert "<code>tiny</code> suggests learning rate 0.003, max length 384" in html, page
+        assert 'name="learning_rate" value="" placeholder="0.00005"' in html, page
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [("{not json", "is not valid JSON"), ('["lr"]', "must hold an object"), ('{"lr": 1}', "lr: unknown option")],
+)
+def test_a_broken_suggestions_file_is_refused_naming_it(study, export, model_root, content, words):
+    root, _ = model_root
+    (root / "tiny" / "training_defaults.json").write_text(content)
+    (message,) = refusal(study, export, "tiny")["base_model"]
+    assert message.startswith("training_defaults.json of this model") and words in message

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from annotations.services.demo import demo_base_model_ensure, demo_load
+from annotations.services.demo import demo_base_model_ensure, demo_export_ensure, demo_load
 
 
 class Command(BaseCommand):
@@ -29,6 +29,10 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Demo accounts already exist; their passwords are in {credentials}.")
         self.stdout.write(f"Demo study: /studies/{result.study.slug}/ ({result.study.get_status_display()}).")
+        export = demo_export_ensure(study=result.study)
+        self.stdout.write(
+            f"Demo export for training: {export.public_id} (every criterion, 30% of prompts held out for testing)."
+        )
         if not no_model:
             model_dir = demo_base_model_ensure(Path(settings.VAR_DIR) / "models" / "tiny-chat")
             self.stdout.write(f"Tiny base model for training jobs (built locally, no download): {model_dir.resolve()}")
