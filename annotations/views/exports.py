@@ -1,7 +1,6 @@
 """Preference export pages: list and create, an export's page (progress, manifest, dataset card), zip download.
 Researchers of the study only; everyone else gets 404."""
 
-import json
 import uuid
 
 from django.contrib import messages
@@ -26,7 +25,7 @@ from annotations.services.exports import (
     exports_for_study,
 )
 from annotations.services.studies import study_criteria
-from annotations.views.common import error_dict, study_for
+from annotations.views.common import agreement_rows, criterion_titles, error_dict, study_for
 
 # While an export runs its page reloads itself this often (no script needed for a progress bar).
 REFRESH_SECONDS = 2
@@ -136,8 +135,7 @@ def export_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> Http
         "manifest": manifest,
         "files": sorted((manifest.get("files") or {}).items()),
         "file_rows": manifest.get("file_rows") or {},
-        "agreement_json": json.dumps(manifest.get("agreement") or {}, indent=2, sort_keys=True),
-        "policy_json": json.dumps(export.policy, indent=2, sort_keys=True),
+        "agreement_rows": agreement_rows(manifest.get("agreement") or {}, criterion_titles(study)),
         "card": card,
         "can_download": export.status == JobStatus.SUCCEEDED and export_zip_path(export).is_file(),
     }

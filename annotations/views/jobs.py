@@ -32,7 +32,7 @@ from annotations.services.training_jobs import (
     training_jobs_for_study,
 )
 from annotations.training.spec import heldout_figures
-from annotations.views.common import error_dict, study_for
+from annotations.views.common import agreement_rows, criterion_titles, error_dict, study_for
 
 # The options the launch form shows (the others keep TrainingSpec's defaults; the API takes them all).
 FORM_OPTIONS = (
@@ -165,21 +165,48 @@ def job_detail(request: HttpRequest, slug: str, public_id: uuid.UUID) -> HttpRes
     study = study_for(request, slug)
     job = _job_or_404(study, public_id)
     lineage = training_job_lineage(job)
+    titles = criterion_titles(study)
     context = {
         "study": study,
         "job": job,
         "progress": training_job_progress(job),
         "lineage": lineage,
-        "agreement_json": json.dumps(lineage["agreement"], indent=2, sort_keys=True, default=str),
+        "agreement_rows": agreement_rows(lineage["agreement"], titles),
+        "titles": titles,
         "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
         "can_download": job.artifacts_path and job.status != JobStatus.QUEUED,
         "systems": job.systems.order_by("name"),
-        "heldout": heldout_figures((job.result or {}).get("metrics") or {}),
+        "heldout": [
+            {"key": key, "title": titles.get(key, key), "figure": figure}
+            for key, figure in heldout_figures((job.result or {}).get("metrics") or {}).items()
+        ],
+        "snapshot": _snapshot_in_words(lineage["export"], titles),
         "reward_margins": job.hyperparameters.get("reward_margins", OPTION_DEFAULTS["reward_margins"]),
         "detail_url": reverse("api-job-detail", kwargs={"slug": study.slug, "public_id": job.public_id}),
         "metrics_url": reverse("api-job-metrics", kwargs={"slug": study.slug, "public_id": job.public_id}),
     }
     return render(request, "jobs/detail.html", context)
+
+
+def _snapshot_in_words(export: dict[str, Any] | None, titles: dict[str, str]) -> dict[str, str]:
+    """The export's criteria, rubric versions and rows per split, with criterion titles, for the lineage list."""
+    if export is None:
+        return {}
+
+    def title(key: str) -> str:
+        return titles.get(key, key)
+
+    rows = export.get("rows") or {}
+    return {
+        "criteria": ", ".join(title(key) for key in export.get("criteria") or []),
+        "rubric_versions": ", ".join(
+            f"{title(key)} {version}" for key, version in (export.get("rubric_versions") or {}).items()
+        ),
+        "rows": "; ".join(
+            f"{title(key)}: " + ", ".join(f"{count} {split}" for split, count in (by_split or {}).items())
+            for key, by_split in rows.items()
+        ),
+    }
 
 
 # Sortable columns of the models page: name -> how to read it from a row (None sorts last).

@@ -167,6 +167,8 @@ def sweep_chart_svg(points: list[dict[str, Any]], x: str, y: str, titles: dict[s
         spots: dict[tuple[float, float], list[dict[str, Any]]] = {}
         for point in plotted:
             spots.setdefault((round(accuracy_of(point, x), 6), round(accuracy_of(point, y), 6)), []).append(point)
+        xs = [100 * accuracy_of(p, x) for p in plotted]
+        right_third = min(xs) + (max(xs) - min(xs)) * 2 / 3 if xs else 0.0
         for (ax, ay), group in spots.items():
             px, py = 100 * ax, 100 * ay
             for point in group:
@@ -181,16 +183,19 @@ def sweep_chart_svg(points: list[dict[str, Any]], x: str, y: str, titles: dict[s
                     linewidth=2.4 if point.get("front") else 1.2,
                     zorder=3,
                 )
-            # Earlier jobs alone at a spot are labelled below it, so a sweep model close by stays readable.
+            # Earlier jobs alone at a spot are labelled below it, so a sweep model close by stays readable; near
+            # the right edge a label reads leftwards from its point, so it stays inside the plot.
             below = all(point["role"] == "reference" for point in group)
+            leftwards = px > right_third
             axes.annotate(
                 "\n".join(point["label"] for point in group),
                 (px, py),
-                xytext=(6, -11 if below else 5),
+                xytext=(-6 if leftwards else 6, -11 if below else 5),
                 textcoords="offset points",
                 fontsize=8,
                 color="#555555" if below else "#222222",
                 verticalalignment="top" if below else "bottom",
+                horizontalalignment="right" if leftwards else "left",
             )
         axes.set_xlabel(f"{titles.get(x, x)}: held-out accuracy (%)")
         axes.set_ylabel(f"{titles.get(y, y)}: held-out accuracy (%)")

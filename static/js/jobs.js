@@ -128,7 +128,8 @@
     text("job-step", "step " + job.step + " of " + (job.total_steps || "?"));
     text("job-epoch", "epoch " + Number(job.epoch).toFixed(2));
     text("job-attempts", "attempt " + job.attempts + " of " + job.max_attempts);
-    text("job-heartbeat", job.heartbeat_at || "—");
+    // The API gives ISO 8601 in the server's time zone; shown as the page first rendered it (Y-m-d H:i:s).
+    text("job-heartbeat", job.heartbeat_at ? job.heartbeat_at.replace("T", " ").slice(0, 19) : "—");
     if (job.error) text("job-error", job.error.slice(-400));
   }
 

@@ -44,9 +44,24 @@ def tiny_assets(tmp_path_factory):
     }
 
 
+AGREEMENT = {
+    "method": {"confidence": 0.95, "n_resamples": 200, "seed": 0, "source": "annotations.services.reports"},
+    "by_criterion": {
+        "empathy": {
+            "n_items": 24,
+            "n_raters": 3,
+            "n_ratings": 72,
+            "alpha_nominal": {"estimate": 0.612, "ci_low": 0.41, "ci_high": 0.78},
+            "alpha_ordinal": {"estimate": 0.7, "ci_low": 0.52, "ci_high": 0.83},
+            "percent_agreement": {"estimate": 0.81, "ci_low": 0.7, "ci_high": 0.9},
+        }
+    },
+}
+
+
 def make_export(study, snapshot_dir: str) -> PreferenceExport:
     manifest = json.loads((Path(snapshot_dir) / "manifest.json").read_text())
-    manifest["agreement"] = {"empathy": {"krippendorff_alpha": 0.61}}  # what the export service records
+    manifest["agreement"] = AGREEMENT  # the shape services.exports.export_agreement records
     return PreferenceExport.objects.create(
         study=study,
         format=manifest["format"],

@@ -40,7 +40,7 @@ def test_the_job_page_and_the_api_show_held_out_accuracy_on_every_criterion(clie
     page = client.get(reverse("job-detail", kwargs={"slug": study.slug, "public_id": job.public_id}))
     html = page.content.decode()
     assert "Held-out clinician pairs" in html
-    assert "empathy (trained)" in html and "88%" in html and "25%" in html
+    assert "Empathy (trained)" in html and "88%" in html and "25%" in html  # titles, not keys
     api = client.get(reverse("api-job-detail", kwargs={"slug": study.slug, "public_id": job.public_id})).json()
     assert api["heldout"] == {
         "empathy": {"accuracy": 0.875, "margin": 0.2, "n": 8.0},
@@ -140,3 +140,19 @@ def test_the_launch_form_sets_the_number_of_processes_and_refuses_fsdp_for_lora(
     refused = client.post(url, {**form, "distributed": "fsdp"})
     assert refused.status_code == 400
     assert "FSDP" in refused.content.decode() or "fsdp" in refused.content.decode()
+
+
+def test_the_agreement_at_export_time_is_a_table_with_titles_on_the_job_and_export_pages(
+    client, study, researcher, export
+):
+    job = finished_job(study, kind="dpo", export=export, heldout={"empathy": {"accuracy": 0.5, "n": 8}})
+    login(client, researcher)
+    for name, kwargs in (
+        ("job-detail", {"public_id": job.public_id}),
+        ("export-detail", {"public_id": export.public_id}),
+    ):
+        html = client.get(reverse(name, kwargs={"slug": study.slug, **kwargs})).content.decode()
+        assert "Agreement at export time" in html, name
+        assert '<th scope="row">Empathy</th>' in html, name  # the criterion's title, in the table
+        assert "0.61 <span" in html and "[0.41, 0.78]" in html and "81%" in html, name
+        assert "by_criterion" not in html and "alpha_nominal" not in html, name  # no JSON dump
