@@ -184,16 +184,17 @@ def sweep_chart_svg(points: list[dict[str, Any]], x: str, y: str, titles: dict[s
                     zorder=3,
                 )
             # Earlier jobs alone at a spot are labelled below it, so a sweep model close by stays readable; near
-            # the right edge a label reads leftwards from its point, so it stays inside the plot.
-            below = all(point["role"] == "reference" for point in group)
+            # the right edge a label reads leftwards from its point, below it (the front comes down from the upper
+            # left, so that corner is free), so it stays inside the plot and off the line.
             leftwards = px > right_third
+            below = leftwards or all(point["role"] == "reference" for point in group)
             axes.annotate(
                 "\n".join(point["label"] for point in group),
                 (px, py),
                 xytext=(-6 if leftwards else 6, -11 if below else 5),
                 textcoords="offset points",
                 fontsize=8,
-                color="#555555" if below else "#222222",
+                color="#555555" if all(point["role"] == "reference" for point in group) else "#222222",
                 verticalalignment="top" if below else "bottom",
                 horizontalalignment="right" if leftwards else "left",
             )
