@@ -21,7 +21,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 def start_worker(name: str, queues: str, **env_extra: str) -> subprocess.Popen:
     process = spawn_worker(name, queues, **env_extra)
-    wait_for(lambda: app.control.ping(destination=[name], timeout=0.5), timeout=60, what=f"worker {name} to start")
+    try:
+        wait_for(lambda: app.control.ping(destination=[name], timeout=0.5), timeout=60, what=f"worker {name} to start")
+    except BaseException:
+        process.kill()  # never left running past a failed start: it would take the suite's tasks
+        process.wait(timeout=20)
+        raise
     return process
 
 
