@@ -227,8 +227,8 @@ def fill_baseline(tag: str, prompts: int, clinicians: list[str], overlap_k: int)
                 ],
             )
         conn.execute(
-            "INSERT INTO baseline_item (comparison_id, status) "
-            "SELECT c.id, 'open' FROM baseline_comparison c, generate_series(1, %s) ORDER BY c.id",
+            "INSERT INTO baseline_item (comparison_id, status, slot) "
+            "SELECT c.id, 'open', s FROM baseline_comparison c, generate_series(1, %s) s ORDER BY s, c.id",
             [overlap_k],
         )
         conn.execute("VACUUM ANALYZE")  # as for the platform's study (create_study)

@@ -75,6 +75,9 @@ class Assignment(models.Model):
             models.Index(fields=["study", "status"]),
             models.Index(fields=["rater", "status"]),
             models.Index(fields=["comparison", "status"]),
+            # The rater's latest pairs in a study (the claim's prompt spacing) in a few index entries, whatever
+            # the history's length or the planner's statistics.
+            models.Index(fields=["rater", "study", "id"], name="assignment_rater_recent"),
         ]
 
     def __str__(self) -> str:

@@ -18,7 +18,7 @@ WHERE i.id = (
     SELECT o.id FROM {Item._meta.db_table} o
     WHERE o.status = 'open'
       AND NOT EXISTS (SELECT 1 FROM {Item._meta.db_table} s WHERE s.comparison_id = o.comparison_id AND s.rater_id = %s)
-    ORDER BY o.id LIMIT 1 FOR UPDATE SKIP LOCKED
+    ORDER BY o.slot, o.id LIMIT 1 FOR UPDATE SKIP LOCKED
 ) AND c.id = i.comparison_id
 RETURNING i.id, c.message, c.first, c.second
 """  # noqa: S608 (table names only)

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -15,6 +15,7 @@ from annotations.services.assignment import assignment_next, day_start, rater_fo
 from tests.workspace.conftest import add_clinicians
 
 pytestmark = pytest.mark.django_db
+KEYS = ("empathy", "safety", "overall")
 
 
 def _pair_query(*, public_id: uuid.UUID, user_id: int, today: datetime):
@@ -93,3 +94,34 @@ def test_the_page_loop_costs_three_statements_per_page_and_thirteen_per_submit(c
     counts = _page_loop_statements(client, ws_study.slug)
     assert counts[1:] == [(3, 13), (3, 13)], counts
     assert Rating.objects.filter(assignment__rater__user=clinician).count() == 3 * 3
+
+
+def test_the_claim_reads_the_raters_history_once_whatever_the_statistics(researcher, django_user_model):
+    """The claim's "not yet seen by this rater" is a hashed NOT IN over the rater's comparison ids. As an anti-join
+    its plan hung on the statistics: analysed while the rater had no history (a new study), PostgreSQL rescanned
+    the whole history for every candidate, a claim quadratic in the history (bench/rating_loop.py --clients 1)."""
+    import functools
+
+    from annotations.services import assignment as engine
+    from annotations.services.rating import RatingInput, rating_submit
+    from tests.workspace.conftest import build_study
+
+    study = build_study(owner=researcher, slug="plan", prompts=20, overlap_k=3)
+    (user,) = add_clinicians(django_user_model, study, ["lone"], owner=researcher)
+    rater = rater_for_user(user=user)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotations_assignment")  # statistics of an empty history
+    for _ in range(25):  # the lone rater's pairs stay in the pool (k = 3): the claim must step past them
+        assignment = assignment_next(study=study, rater=rater, with_content=False)
+        rating_submit(assignment=assignment, rater=rater, data=RatingInput(values=dict.fromkeys(KEYS, 1)))
+    pick = compiled.compiled(
+        ("test-claim-plan", uuid.uuid4()),
+        functools.partial(engine._pool_pick, one_prompt_per_rater=False, spaced=True, index=0),
+        {"study_id": int, "rater_id": int, "overlap_k": int},
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + pick.sql, pick.bind({"study_id": study.pk, "rater_id": rater.pk, "overlap_k": 3}))
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "hashed SubPlan" in plan and "Anti Join" not in plan, plan
+    # The prompt spacing reads the rater's last pairs from their own index, not by scanning the study.
+    assert "assignment_rater_recent" in plan, plan
