@@ -25,3 +25,11 @@ def error_lines(value: Any) -> list[str]:
 def plain_label(value: Any) -> str:
     """A stored key (`min_raters`) as a label ("Min raters")."""
     return field_label(str(value))
+
+
+@register.filter
+def title_of(key: Any, titles: dict[str, str] | None) -> str:
+    """A criterion key as the rubric's title (`{{ job.criterion_key|title_of:titles }}`); "—" when empty."""
+    if not key:
+        return "—"
+    return (titles or {}).get(key, key)

@@ -142,12 +142,14 @@ def job_list(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, "Job queued.")
             return redirect("job-detail", slug=study.slug, public_id=job.public_id)
+    criteria = study_criteria(study)
     context = {
         "study": study,
         "jobs": training_jobs_for_study(study=study),
         "exports": PreferenceExport.objects.filter(study=study, status=JobStatus.SUCCEEDED).order_by("-created_at"),
         "finished_jobs": training_jobs_for_study(study=study).filter(status=JobStatus.SUCCEEDED),
-        "criteria": study_criteria(study),
+        "criteria": criteria,
+        "titles": {criterion.key: criterion.title for criterion in criteria},
         "weight_sets": WeightSet.objects.filter(study=study),
         "kinds": TrainingJob.Kind.choices,
         "base_models": base_models_available(),
@@ -262,6 +264,7 @@ def job_models(request: HttpRequest, slug: str) -> HttpResponse:
         "study": study,
         "rows": present + missing,
         "criteria": criteria,
+        "titles": criterion_titles(study),
         "columns": columns,
         "sort": sort,
         "sort_key": key,
