@@ -169,6 +169,21 @@ def criteria_html(*, pair: dict[str, Any], criteria: list[dict[str, Any]]) -> st
     return html
 
 
+# A response's span bar with no marks is the same on every pair: rendered once per process, per side.
+_EMPTY_SPAN_BAR_HTML: dict[int, str] = {}
+
+
+def span_bar_html(request: HttpRequest, *, side: int, marks: list[dict[str, Any]], pair_id: str) -> str:
+    """One response's "Mark a passage" bar and its marks (workspace/_span_bar.html)."""
+    context = {"side": side, "marks": marks, "pair": {"id": pair_id}}
+    if marks:
+        return render_to_string("workspace/_span_bar.html", context, request=request)
+    html = _EMPTY_SPAN_BAR_HTML.get(side)
+    if html is None:
+        html = _EMPTY_SPAN_BAR_HTML[side] = render_to_string("workspace/_span_bar.html", context)
+    return html
+
+
 def _render_pair(
     request: HttpRequest, assignment: Assignment, *, state: dict | None = None, errors: dict | None = None, status=200
 ) -> HttpResponse:
@@ -195,6 +210,10 @@ def _render_pair(
         }
         for c in pair["criteria"]
     ]
+    spans = pair_spans(assignment=assignment)  # marked passages: a query only if there are some
+    for side, response in enumerate(pair["responses"], start=1):
+        marks = next((s["marks"] for s in spans["sides"] if s["side"] == side), [])
+        response["span_bar"] = span_bar_html(request, side=side, marks=marks, pair_id=pair["id"])  # safe: rendered
     context = {
         "pair": pair,
         "study": study,
@@ -207,7 +226,7 @@ def _render_pair(
         "minutes_today": round((progress.seconds_today + (0 if revising else pair["active_seconds"])) / 60),
         "lease_lost": assignment.status == Assignment.Status.EXPIRED,
         "errors": errors or {},
-        "spans": pair_spans(assignment=assignment),  # marked passages (_spans.html): a query only if there are some
+        "spans": spans,
         "error_list": [m for msgs in (errors or {}).values() for m in msgs],
         "client_state": {
             "id": pair["id"],
