@@ -229,19 +229,20 @@ def rater_counts(*, study: Study, rater: Rater) -> RaterCounts:
     )
 
 
-def _unseen_by(rater_id: int):
+def _unseen_by(rater_id: int, study_id: int):
     """Comparisons the rater has no assignment of. As NOT IN over the rater's comparison ids, which PostgreSQL
     reads once and hashes (a hashed SubPlan): an anti-join's plan hangs on the statistics, and with a rater's
     count underestimated (a table analysed while it was small) it rescanned the rater's whole history for every
     candidate, a claim quadratic in the history (14 ms at 500 pairs, bench/rating_loop.py --clients 1)."""
-    return ~Q(pk__in=Subquery(Assignment.objects.filter(rater_id=rater_id).values("comparison_id")))
+    # This study's pairs only (by the assignment_rater_recent index): the rater's other studies never count.
+    return ~Q(pk__in=Subquery(Assignment.objects.filter(rater_id=rater_id, study_id=study_id).values("comparison_id")))
 
 
 def _pick_gold(*, study: Study, rater: Rater, calibration: bool = False) -> Comparison | None:
     # Calibration takes the calibration set first; hidden gold checks take the other gold items first.
     return (
         Comparison.objects.filter(study=study, is_gold=True, excluded=False)
-        .filter(_unseen_by(rater.pk))
+        .filter(_unseen_by(rater.pk, study.pk))
         .annotate(first_system=F("response_first__system_id"), second_system=F("response_second__system_id"))
         .select_related("prompt", "response_first", "response_second")
         .order_by("-is_calibration" if calibration else "is_calibration", "id")
@@ -337,7 +338,7 @@ def _pool_queries(
     `partners` is given), then spaced away from the rater's last prompts (when `spaced`), then any."""
     pool = Comparison.objects.filter(
         study_id=study_id, is_gold=False, excluded=False, active_assignments__lt=overlap_k
-    ).filter(_unseen_by(rater_id))
+    ).filter(_unseen_by(rater_id, study_id))
     if one_prompt_per_rater:
         pool = pool.exclude(
             Exists(Assignment.objects.filter(rater_id=rater_id, comparison__prompt_id=OuterRef("prompt_id")))
