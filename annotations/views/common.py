@@ -35,19 +35,20 @@ def agreement_rows(agreement: dict[str, Any], titles: dict[str, str]) -> list[di
     rows = []
     for key in order:
         figures = by_criterion[key] or {}
-
-        def estimate(name: str, figures: dict[str, Any] = figures) -> dict[str, Any] | None:
-            value = figures.get(name)
-            return value if isinstance(value, dict) and value.get("estimate") is not None else None
-
         rows.append(
             {
                 "title": titles.get(key, key),
-                "alpha_nominal": estimate("alpha_nominal"),
-                "alpha_ordinal": estimate("alpha_ordinal"),
-                "percent_agreement": estimate("percent_agreement"),
+                **{name: _with_estimate(figures.get(name)) for name in AGREEMENT_FIGURES},
                 "n_items": figures.get("n_items"),
                 "n_raters": figures.get("n_raters"),
             }
         )
     return rows
+
+
+AGREEMENT_FIGURES = ("alpha_nominal", "alpha_ordinal", "percent_agreement")
+
+
+def _with_estimate(value: Any) -> dict[str, Any] | None:
+    """A recorded figure ({estimate, ci_low, ci_high}) when it has an estimate, else None (shown as a dash)."""
+    return value if isinstance(value, dict) and value.get("estimate") is not None else None

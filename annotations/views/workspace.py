@@ -142,9 +142,23 @@ def _state_from_input(data: RatingInput) -> dict[str, Any]:
     }
 
 
-# Rendered criteria of pristine pages, by everything they show (the rubric, the scale, the rationale rules).
-_PRISTINE_CRITERIA_HTML: dict[str, str] = {}
-_PRISTINE_CRITERIA_MAX = 256
+# Parts of the pair page that are the same on every pristine pair (no answer, mark or error yet), rendered once
+# per process, by template and everything their context shows. Bounded: cleared when full.
+_PRISTINE_HTML: dict[str, str] = {}
+_PRISTINE_MAX = 256
+
+
+def pristine_html(template: str, context: dict[str, Any]) -> str:
+    """render_to_string(template, context) from the per-process cache; `context` must hold everything it shows
+    and need no request (no CSRF token)."""
+    key = template + json.dumps(context, sort_keys=True, default=str)
+    html = _PRISTINE_HTML.get(key)
+    if html is None:
+        html = render_to_string(template, context)
+        if len(_PRISTINE_HTML) >= _PRISTINE_MAX:
+            _PRISTINE_HTML.clear()
+        _PRISTINE_HTML[key] = html
+    return html
 
 
 def criteria_html(*, pair: dict[str, Any], criteria: list[dict[str, Any]]) -> str:
@@ -159,29 +173,16 @@ def criteria_html(*, pair: dict[str, Any], criteria: list[dict[str, Any]]) -> st
     }
     if any(c["chosen"] is not None or c["rationale"] or c["errors"] for c in criteria):
         return render_to_string("workspace/_criteria.html", context)
-    key = json.dumps(context, sort_keys=True, default=str)
-    html = _PRISTINE_CRITERIA_HTML.get(key)
-    if html is None:
-        html = render_to_string("workspace/_criteria.html", context)
-        if len(_PRISTINE_CRITERIA_HTML) >= _PRISTINE_CRITERIA_MAX:
-            _PRISTINE_CRITERIA_HTML.clear()
-        _PRISTINE_CRITERIA_HTML[key] = html
-    return html
-
-
-# A response's span bar with no marks is the same on every pair: rendered once per process, per side.
-_EMPTY_SPAN_BAR_HTML: dict[int, str] = {}
+    return pristine_html("workspace/_criteria.html", context)
 
 
 def span_bar_html(request: HttpRequest, *, side: int, marks: list[dict[str, Any]], pair_id: str) -> str:
-    """One response's "Mark a passage" bar and its marks (workspace/_span_bar.html)."""
-    context = {"side": side, "marks": marks, "pair": {"id": pair_id}}
+    """One response's "Mark a passage" bar and its marks (workspace/_span_bar.html); without marks the same on
+    every pair, so from the per-process cache."""
     if marks:
+        context = {"side": side, "marks": marks, "pair": {"id": pair_id}}
         return render_to_string("workspace/_span_bar.html", context, request=request)
-    html = _EMPTY_SPAN_BAR_HTML.get(side)
-    if html is None:
-        html = _EMPTY_SPAN_BAR_HTML[side] = render_to_string("workspace/_span_bar.html", context)
-    return html
+    return pristine_html("workspace/_span_bar.html", {"side": side, "marks": []})
 
 
 def _render_pair(
