@@ -136,19 +136,45 @@ def _side_imbalance(*, study: Study, rater: Rater, first_system: int, second_sys
     return lead.get(first_system, 0) - lead.get(second_system, 0)
 
 
-def _side_balance_add(*, study_id: int, rater_id: int, left_system: int, right_system: int) -> None:
-    """Count one shown pair: its left system +1, its right system -1. One upsert statement (PostgreSQL and
-    SQLite), adding to the stored value, so it is right even without the rater's lock."""
-    if left_system == right_system:
-        return  # nothing to balance between a system and itself
+def _side_balance_sql(*, study_id: int, rater_id: int, left_system: int, right_system: int) -> tuple[str, list]:
+    """Count one shown pair: its left system +1, its right system -1. One upsert (PostgreSQL and SQLite), adding
+    to the stored value, so it is right even without the rater's lock."""
     table = connection.ops.quote_name(SideBalance._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # Table names and placeholders only.
-            f"INSERT INTO {table} (study_id, rater_id, system_id, lead) VALUES (%s, %s, %s, 1), (%s, %s, %s, -1) "  # noqa: S608
-            f"ON CONFLICT (study_id, rater_id, system_id) DO UPDATE SET lead = {table}.lead + excluded.lead",
-            [study_id, rater_id, left_system, study_id, rater_id, right_system],
+    return (
+        # Table names and placeholders only.
+        f"INSERT INTO {table} (study_id, rater_id, system_id, lead) VALUES (%s, %s, %s, 1), (%s, %s, %s, -1) "  # noqa: S608
+        f"ON CONFLICT (study_id, rater_id, system_id) DO UPDATE SET lead = {table}.lead + excluded.lead",
+        [study_id, rater_id, left_system, study_id, rater_id, right_system],
+    )
+
+
+def _insert_counted(assignment: Assignment, *, left_system: int, right_system: int) -> None:
+    """Insert the new assignment and count its sides in the rater's SideBalance (nothing to balance between a
+    system and itself). On PostgreSQL one statement, built once per process (annotations/compiled.py)."""
+    balance = None
+    if left_system != right_system:
+        balance = _side_balance_sql(
+            study_id=assignment.study_id,
+            rater_id=assignment.rater_id,
+            left_system=left_system,
+            right_system=right_system,
         )
+    if connection.vendor != "postgresql":
+        assignment.save(force_insert=True)
+        if balance is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(*balance)
+        return
+    rows = compiled.writes(Assignment)
+    sql = f"{rows.insert_sql} RETURNING {rows.pk_column}"
+    params = rows.insert_params([assignment])
+    if balance is not None:
+        sql = f"WITH counted AS ({balance[0]}) {sql}"
+        params = [*balance[1], *params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (pk,) = cursor.fetchone()
+    rows.inserted([assignment], [pk])
 
 
 # ---- leases -----------------------------------------------------------------------------------
@@ -556,11 +582,10 @@ def assignment_next_locked(
     )
     if claim.comparison is not None:
         assignment.comparison = claim.comparison
-    assignment.save(force_insert=True)
     left, right = (
         (claim.first_system, claim.second_system) if left_is_first else (claim.second_system, claim.first_system)
     )
-    _side_balance_add(study_id=study.pk, rater_id=rater.pk, left_system=left, right_system=right)
+    _insert_counted(assignment, left_system=left, right_system=right)
     if with_content and claim.comparison is None:
         assignment.comparison = Comparison.objects.select_related("prompt", "response_first", "response_second").get(
             pk=claim.comparison_id

@@ -19,6 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from annotations import compiled
 from annotations.models import AuditEvent, Study
 
 # The predecessor of the first row.
@@ -46,35 +47,14 @@ def audit_record(
     The chain's head is read under a lock held until that transaction ends: two transactions appending at
     once would otherwise both take the same predecessor. Call it last in a long transaction, since other
     audited writes wait for the lock."""
-    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
-    event = AuditEvent(
-        actor=user,
-        actor_label=actor_label or (user.get_username() if user else ""),
-        action=action,
-        study=study,
-        object_type=obj._meta.model_name if obj is not None else "",
-        object_id=str(obj.pk) if obj is not None else "",
-        # The form a JSON column gives back (tuples become lists, keys strings), so the hash is of what is stored.
-        data=json.loads(json.dumps(data or {})),
-    )
-    # No savepoint: a failure here must fail the caller's transaction anyway, and a savepoint costs two queries.
-    with transaction.atomic(savepoint=False):
-        head_sequence, head_hash = _chain_head_locked()
-        event.sequence = head_sequence + 1
-        event.prev_hash = head_hash
-        event.created_at = timezone.now()
-        event.row_hash = audit_row_hash(_hashed_fields(event))
-        # raw=True writes created_at as hashed: auto_now_add would replace it with a later clock reading.
-        event.save_base(raw=True, force_insert=True)
-    return event
+    entry = {"actor": actor, "action": action, "study": study, "obj": obj, "data": data, "actor_label": actor_label}
+    return audit_record_many([entry])[0]
 
 
 def audit_record_many(entries: list[dict[str, Any]]) -> list[AuditEvent]:
     """Append several audit rows (each a dict of audit_record's arguments) in one go: the chain's head is read
     once under the same lock and the rows go in with one INSERT, chained to each other in the order given.
     The chain is the same as from that many audit_record calls; the hot rating loop saves a round trip per row."""
-    if len(entries) <= 1:
-        return [audit_record(**entry) for entry in entries]
     events = []
     for entry in entries:
         actor = entry.get("actor")
@@ -88,9 +68,13 @@ def audit_record_many(entries: list[dict[str, Any]]) -> list[AuditEvent]:
                 study=entry.get("study"),
                 object_type=obj._meta.model_name if obj is not None else "",
                 object_id=str(obj.pk) if obj is not None else "",
+                # The form a JSON column gives back (tuples become lists, keys strings): the hash is of what is stored.
                 data=json.loads(json.dumps(entry.get("data") or {})),
             )
         )
+    if not events:
+        return events
+    # No savepoint: a failure here must fail the caller's transaction anyway, and a savepoint costs two queries.
     with transaction.atomic(savepoint=False):
         sequence, prev_hash = _chain_head_locked()
         now = timezone.now()
@@ -98,8 +82,15 @@ def audit_record_many(entries: list[dict[str, Any]]) -> list[AuditEvent]:
             event.sequence, event.prev_hash, event.created_at = sequence + 1, prev_hash, now
             event.row_hash = audit_row_hash(_hashed_fields(event))
             sequence, prev_hash = event.sequence, event.row_hash
-        # The rows as hashed, in one statement (raw: created_at is not replaced by auto_now_add, as in save_base).
-        meta = AuditEvent._meta
+        _insert_hashed(events)
+    return events
+
+
+def _insert_hashed(events: list[AuditEvent]) -> None:
+    """The rows as hashed, in one statement: created_at is written as set (auto_now_add would replace it with
+    a later clock reading). On PostgreSQL the statement is built once per process (annotations/compiled.py)."""
+    meta = AuditEvent._meta
+    if connection.vendor != "postgresql":
         fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
         returned = AuditEvent._base_manager._insert(
             events, fields=fields, returning_fields=[meta.pk], raw=True, using=transaction.get_connection().alias
@@ -107,7 +98,12 @@ def audit_record_many(entries: list[dict[str, Any]]) -> list[AuditEvent]:
         for event, row in zip(events, returned or [], strict=False):
             event.pk = row[0]
             event._state.adding = False
-    return events
+        return
+    rows = compiled.writes(AuditEvent)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{rows.insert_sql} RETURNING {rows.pk_column}", rows.insert_params(events, raw=True))
+        pks = [row[0] for row in cursor.fetchall()]
+    rows.inserted(events, pks)
 
 
 def audit_download(

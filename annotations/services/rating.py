@@ -231,17 +231,15 @@ def _submit_locked(
                 "submitted. Please continue with the next pair.",
                 code="lease_lost",
             )
-    Rating.objects.bulk_create(
-        [
-            Rating(
-                assignment=locked,
-                criterion=criterion,
-                value=canonical[criterion.key],
-                rationale=_rationale_for(study, data, criterion.key),
-            )
-            for criterion in criteria
-        ]
-    )
+    ratings = [
+        Rating(
+            assignment=locked,
+            criterion=criterion,
+            value=canonical[criterion.key],
+            rationale=_rationale_for(study, data, criterion.key),
+        )
+        for criterion in criteria
+    ]
     locked.status = Assignment.Status.SUBMITTED
     locked.submitted_at = timezone.now()
     locked.rationale = _clean_text(data.rationale) if study.rationale_mode == Study.RationaleMode.OVERALL else ""
@@ -250,18 +248,7 @@ def _submit_locked(
     locked.total_seconds = max(locked.total_seconds, float(data.total_seconds or 0))
     locked.active_seconds = max(locked.active_seconds, float(data.active_seconds or 0))
     locked.draft = {}
-    locked.save(
-        update_fields=[
-            "status",
-            "submitted_at",
-            "rationale",
-            "both_unacceptable",
-            "unacceptable_reason",
-            "total_seconds",
-            "active_seconds",
-            "draft",
-        ]
-    )
+    _store_answers(locked, ratings)
     audit = {
         "actor": _actor(rater),
         "actor_label": rater.label,
@@ -280,6 +267,33 @@ def _submit_locked(
         calibration_feedback(assignment=locked, criteria=criteria, canonical=canonical) if is_calibration else None
     )
     return SubmitOutcome(assignment=locked, created=True, feedback=feedback), audit
+
+
+_SUBMITTED_FIELDS = (
+    "status",
+    "submitted_at",
+    "rationale",
+    "both_unacceptable",
+    "unacceptable_reason",
+    "total_seconds",
+    "active_seconds",
+    "draft",
+)
+
+
+def _store_answers(locked: Assignment, ratings: list[Rating]) -> None:
+    """Insert the ratings and mark the assignment submitted. On PostgreSQL one statement, built once per process
+    (annotations/compiled.py): the two ORM writes cost more web CPU than the rest of the submit's writes."""
+    if connection.vendor != "postgresql":
+        Rating.objects.bulk_create(ratings)
+        locked.save(update_fields=list(_SUBMITTED_FIELDS))
+        return
+    rating_rows, assignment_row = compiled.writes(Rating), compiled.writes(Assignment)
+    sql = f"WITH rated AS ({rating_rows.insert_sql}) {assignment_row.update_sql(_SUBMITTED_FIELDS)}"
+    params = [*rating_rows.insert_params(ratings), *assignment_row.update_params(locked, _SUBMITTED_FIELDS)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    rating_rows.inserted(ratings)
 
 
 @dataclass(frozen=True)
