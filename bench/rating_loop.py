@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import io
 import json
+import math
 import os
 import random
 import re
@@ -83,6 +84,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Longer than any bench: both apps keep their database connections (and so their backends) for the whole run.
+CONN_MAX_AGE = 24 * 3600
+
+
 def pg_url(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
@@ -97,6 +102,9 @@ def platform_env(db: str) -> dict[str, str]:
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
         "DATABASE_URL": pg_url(PLATFORM_DB) if db == "postgres" else f"sqlite:///{VAR / 'bench.sqlite3'}",
+        # Connections kept for the whole bench, as the baseline's: a backend closed after its 60 s would take the
+        # CPU time it spent in the run with it (the db column reads the live backends' times).
+        "DATABASE_CONN_MAX_AGE": str(CONN_MAX_AGE),
         "EVALPLATFORM_VAR_DIR": str(VAR),
         "LOG_LEVEL": "WARNING",
         "CELERY_BROKER_URL": "memory://",
@@ -109,6 +117,7 @@ def baseline_env() -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.baseline.settings",
         "BASELINE_DATABASE_URL": pg_url(BASELINE_DB),
+        "BASELINE_CONN_MAX_AGE": str(CONN_MAX_AGE),
         "PYTHONPATH": str(ROOT),
     }
 
@@ -537,16 +546,31 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+# Faster than either app goes on this kind of machine (the baseline: about 120 loops/s for one client, 250 in
+# all), so that no run runs dry: a clinician rates each comparison once, a comparison takes k clinicians.
+MOST_LOOPS_PER_S_PER_CLIENT = 250
+MOST_LOOPS_PER_S = 400
+
+
+def prompts_for(clients: int, args: argparse.Namespace) -> int:
+    """Prompts in one run's study (3 comparisons each): --prompts, or more where a run could rate them all."""
+    seconds = args.warmup + args.seconds + 5
+    per_client = min(MOST_LOOPS_PER_S_PER_CLIENT, MOST_LOOPS_PER_S / clients) * seconds / 3
+    in_all = MOST_LOOPS_PER_S * seconds / (3 * args.overlap_k)
+    return max(args.prompts, math.ceil(max(per_client, in_all)))
+
+
 def run_level(
     app: str, server: Server, clients: int, args: argparse.Namespace, run_id: str, study_slug: str | None = None
 ) -> dict:
     names = [f"bench-clin-{i:02d}" for i in range(max(clients, args.overlap_k))]
     study = None
+    prompts = prompts_for(clients, args)
     if app == "baseline":
-        fill_baseline(run_id, args.prompts, names, args.overlap_k)
+        fill_baseline(run_id, prompts, names, args.overlap_k)
         cls, login_path = BaselineClient, "/login/"
     else:
-        study = create_study(study_slug, args.prompts, names, args.overlap_k)
+        study = create_study(study_slug, prompts, names, args.overlap_k)
         cls, login_path = (PageClient if args.mode == "pages" else ApiClient), "/accounts/login/"
     state = {"measuring": False, "stop": False}
     workers = [cls(server.url, names[i], state) for i in range(clients)]
@@ -734,7 +758,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn gthread workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument(
-        "--prompts", type=int, default=800, help="prompts per run (3 comparisons each; enough that no run runs dry)"
+        "--prompts",
+        type=int,
+        default=800,
+        help="at least this many prompts per run (3 comparisons each); more where a run could rate them all",
     )
     parser.add_argument("--overlap-k", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true", help="the platform only")

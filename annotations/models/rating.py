@@ -78,6 +78,21 @@ class Assignment(models.Model):
             # The rater's latest pairs in a study (the claim's prompt spacing) in a few index entries, whatever
             # the history's length or the planner's statistics.
             models.Index(fields=["rater", "study", "id"], name="assignment_rater_recent"),
+            # The pair page's "pair n of N" and "minutes rated today": the rater's done pairs in the study, and
+            # their pairs submitted since midnight, without reading the rest of their history.
+            models.Index(
+                fields=["rater", "study"],
+                condition=models.Q(status="submitted") & ~models.Q(purpose="calibration"),
+                name="assignment_rater_done",
+            ),
+            models.Index(
+                fields=["rater", "submitted_at"], condition=models.Q(status="submitted"), name="assignment_rater_day"
+            ),
+            # The rater's live lease in a study (the submit looks for another one): a lease or two, whatever the
+            # history.
+            models.Index(
+                fields=["rater", "study"], condition=models.Q(status="leased"), name="assignment_rater_leased"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -21,8 +21,12 @@ MIDDLEWARE = [
 ROOT_URLCONF = "bench.baseline.urls"
 WSGI_APPLICATION = "bench.baseline.wsgi.application"
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True, "OPTIONS": {}}]
-# The same persistent connections as evalplatform's default (DATABASE_CONN_MAX_AGE=60).
-DATABASES = {"default": dj_database_url.parse(os.environ["BASELINE_DATABASE_URL"], conn_max_age=60)}
+# Persistent connections, as evalplatform's (DATABASE_CONN_MAX_AGE, default 60 s; the bench sets both).
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ["BASELINE_DATABASE_URL"], conn_max_age=int(os.environ.get("BASELINE_CONN_MAX_AGE", "60"))
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 LOGIN_URL = "/login/"

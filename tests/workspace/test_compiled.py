@@ -180,3 +180,61 @@ def test_model_writes_store_exactly_what_the_orm_stores(ws_study, clinician):
     ]
     rows.insert_params([kept])
     assert kept.created_at > leased_until
+
+
+def test_the_submit_reads_the_raters_leases_not_their_history_and_the_page_does_not_count_the_study(
+    researcher, django_user_model
+):
+    """The submit looks for another live lease among the rater's leases only (a partial index), not through
+    everything they ever rated in the study; the page does not count the study's comparisons."""
+    from annotations.services.rating import RatingInput, _pair_locked_query, rating_submit
+    from annotations.views.workspace import _pair_page_query
+    from tests.workspace.conftest import build_study
+
+    study = build_study(owner=researcher, slug="history", prompts=20, overlap_k=3)
+    (user,) = add_clinicians(django_user_model, study, ["busy"], owner=researcher)
+    rater = rater_for_user(user=user)
+    for _ in range(25):
+        assignment = assignment_next(study=study, rater=rater, with_content=False)
+        rating_submit(assignment=assignment, rater=rater, data=RatingInput(values=dict.fromkeys(KEYS, 1)))
+    current = assignment_next(study=study, rater=rater, with_content=False)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE annotations_assignment")
+
+    def plan(key, build, parameters, values):
+        query = compiled.compiled((key, uuid.uuid4()), build, parameters)
+        with transaction.atomic(), connection.cursor() as cursor:
+            # A test's tables are tiny, so reading them whole is cheapest; without that, the planner's pick among
+            # the indexes shows which serves each part.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + query.sql, query.bind(values))
+            return "\n".join(row[0] for row in cursor.fetchall())
+
+    submit = plan(
+        "test-submit-plan",
+        _pair_locked_query,
+        {"public_id": uuid.UUID, "rater_id": int, "user_id": int},
+        {"public_id": current.public_id, "rater_id": rater.pk, "user_id": user.pk},
+    )
+    assert "assignment_rater_leased" in submit, submit
+    page = plan(
+        "test-page-plan",
+        _pair_page_query,
+        {"public_id": uuid.UUID, "user_id": int, "today": datetime},
+        {"public_id": current.public_id, "user_id": user.pk, "today": day_start()},
+    )
+    # The study's size is not counted on every page: it comes from a per-process count.
+    assert "annotations_comparison c" not in page, page
+
+
+def test_the_study_size_behind_pair_n_of_n_follows_an_exclusion_within_seconds(ws_study, clinician, monkeypatch):
+    from annotations.models import Comparison
+    from annotations.services import assignment as engine
+
+    before = engine.study_regular_comparisons(ws_study)
+    assert before == Comparison.objects.filter(study=ws_study, excluded=False, is_gold=False).count() > 1
+    Comparison.objects.filter(pk=ws_study.comparisons.order_by("pk").first().pk).update(excluded=True)
+    assert engine.study_regular_comparisons(ws_study) == before  # read again only after STUDY_SIZE_SECONDS
+    clock = engine.time.monotonic()
+    monkeypatch.setattr(engine.time, "monotonic", lambda: clock + engine.STUDY_SIZE_SECONDS + 1)
+    assert engine.study_regular_comparisons(ws_study) == before - 1
