@@ -8,6 +8,7 @@ import uuid
 import rules
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from django.urls import path
 from drf_spectacular.utils import extend_schema
@@ -19,7 +20,7 @@ from rest_framework.views import APIView
 
 from annotations.api.errors import api_validation_error
 from annotations.api.studies import api_study
-from annotations.models import Assignment, Comparison, Profile, Study
+from annotations.models import Assignment, Comparison, Profile, Study, StudyMembership
 from annotations.services.assignment import (
     assignment_next,
     assignment_skip,
@@ -33,7 +34,7 @@ from annotations.services.rating import (
     draft_save,
     pair_for_rater,
     rating_revise,
-    rating_submit,
+    rating_submit_own,
 )
 from annotations.services.studies import MAX_QUOTA
 
@@ -47,8 +48,15 @@ class Conflict(APIException):
 
 
 def _clinician_study(request: Request, slug: str) -> Study:
-    study = Study.objects.filter(slug=slug).first()
-    if study is None or not rules.has_perm("annotations.rate_in_study", request.user, study):
+    """The study, if the account is a clinician member of it ("rate_in_study"), read with the membership's role
+    and quota (`member_quota`) in one query."""
+    member = StudyMembership.objects.filter(study=OuterRef("pk"), user_id=request.user.pk)
+    study = (
+        Study.objects.filter(slug=slug)
+        .annotate(member_role=Subquery(member.values("role")[:1]), member_quota=Subquery(member.values("quota")[:1]))
+        .first()
+    )
+    if study is None or study.member_role != StudyMembership.Role.CLINICIAN:
         raise Http404
     return study
 
@@ -114,7 +122,9 @@ class NextPairApi(APIView):
     @extend_schema(request=None, responses={200: PairOutput, 204: None})
     def post(self, request: Request, slug: str) -> Response:
         study = _clinician_study(request, slug)
-        assignment = assignment_next(study=study, rater=rater_for_user(user=request.user))
+        assignment = assignment_next(
+            study=study, rater=rater_for_user(user=request.user), member_quota=study.member_quota
+        )
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return _pair_response(assignment)  # assignment_next hands it over with the pair's content loaded
@@ -135,11 +145,15 @@ class SubmitOutput(serializers.Serializer):
 class PairSubmitApi(APIView):
     @extend_schema(request=RatingBody, responses=SubmitOutput)
     def post(self, request: Request, public_id: uuid.UUID) -> Response:
-        assignment = _own_assignment(request, public_id)
         body = RatingBody(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            outcome = rating_submit(assignment=assignment, rater=assignment.rater, data=body.rating_input())
+            # The page's submit without the next claim: the pair is locked and checked in one query.
+            outcome = rating_submit_own(
+                user=request.user, public_id=public_id, data=body.rating_input(), claim_next=False, drop_unknown=False
+            ).outcome
+        except Assignment.DoesNotExist:
+            raise Http404 from None
         except DjangoValidationError as exc:
             _raise_api_error(exc)
         feedback = [f.__dict__ for f in outcome.feedback] if outcome.feedback is not None else None

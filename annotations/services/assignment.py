@@ -101,7 +101,12 @@ def rater_quota(*, study: Study, rater: Rater) -> int | None:
         quota = (
             StudyMembership.objects.filter(study=study, user_id=rater.user_id).values_list("quota", flat=True).first()
         )
-    return quota if quota is not None else study.quota_per_rater
+    return quota_of(study=study, member_quota=quota)
+
+
+def quota_of(*, study: Study, member_quota: int | None) -> int | None:
+    """A member's quota: their own (`member_quota`, from their membership), else the study's, else None."""
+    return member_quota if member_quota is not None else study.quota_per_rater
 
 
 # ---- left/right order -------------------------------------------------------------------------
@@ -484,12 +489,18 @@ class NextClaim:
 
 
 def assignment_next(
-    *, study: Study, rater: Rater, now: datetime | None = None, with_content: bool = True
+    *,
+    study: Study,
+    rater: Rater,
+    now: datetime | None = None,
+    with_content: bool = True,
+    member_quota: int | None = _UNKNOWN,
 ) -> Assignment | None:
     """The rater's current pair, or a newly claimed one; None when nothing is left for them (or the study
     is not open, or their quota is reached).
 
-    `with_content=False` (the pages, which redirect to the pair) skips loading the pair's texts."""
+    `with_content=False` (the pages, which redirect to the pair) skips loading the pair's texts;
+    `member_quota` (their membership's quota, when the caller read it with the membership) saves a query."""
     now = now or timezone.now()
     if study.status != Study.Status.OPEN:
         return None
@@ -497,7 +508,8 @@ def assignment_next(
     with transaction.atomic():
         # Serialise this rater's requests: a double click or two tabs must not claim two pairs.
         list(Rater.objects.select_for_update(no_key=True).filter(pk=rater.pk).values_list("pk", flat=True))
-        claim = assignment_next_locked(study=study, rater=rater, now=now, with_content=with_content)
+        quota = _UNKNOWN if member_quota is _UNKNOWN else quota_of(study=study, member_quota=member_quota)
+        claim = assignment_next_locked(study=study, rater=rater, now=now, with_content=with_content, quota=quota)
         if claim is None:
             return None
         if claim.audit is not None:
@@ -810,7 +822,7 @@ def rater_progress_extra(*, user_id: int, today: datetime) -> tuple[dict[str, st
 def rater_progress_from(*, study: Study, row: Any) -> RaterProgress:
     """The RaterProgress of an assignment fetched with rater_progress_annotations (no further query)."""
     done = row.progress_done or 0
-    target = row.member_quota if row.member_quota is not None else study.quota_per_rater
+    target = quota_of(study=study, member_quota=row.member_quota)
     if target is None:
         target = fair_share(
             comparisons=study_regular_comparisons(study),

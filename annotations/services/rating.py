@@ -25,6 +25,7 @@ from annotations.services.assignment import (
     assignment_next_locked,
     day_start,
     leases_sweep_if_due,
+    quota_of,
     rater_progress_extra,
 )
 from annotations.services.audit import audit_record, audit_record_many
@@ -333,17 +334,24 @@ def _pair_locked_query(*, public_id: uuid.UUID, rater_id: int, user_id: int):
     )
 
 
-def rating_submit_and_next(
-    *, user: AbstractBaseUser, public_id: Any, data: RatingInput, now: datetime | None = None
+def rating_submit_own(
+    *,
+    user: AbstractBaseUser,
+    public_id: Any,
+    data: RatingInput,
+    claim_next: bool,
+    drop_unknown: bool,
+    now: datetime | None = None,
 ) -> SubmitAndNext:
-    """The clinician page's submit: store the answers and claim the next pair in one transaction.
+    """A clinician's submit of their pair by its public id (the page and the API): store the answers and, with
+    `claim_next` (the page), claim the next pair in the same transaction.
 
-    The same rules as rating_submit followed by assignment_next, in fewer statements: the rater's row is locked
-    first (as assignment_next does, so a second tab waits), then the pair, read with the membership check, the
-    rater's other live lease, their quota and the rubric's fingerprint; the submit's and the claim's audit rows
-    go in together. Raises Assignment.DoesNotExist when the pair is not this clinician's (the view's 404), and
-    ValidationError as rating_submit does. Values for criteria the study does not have are ignored, as the
-    form's parser did."""
+    The same rules as rating_submit (followed by assignment_next), in fewer statements: the rater's row is
+    locked first (as assignment_next does, so a second tab waits), then the pair, read with the membership
+    check, the rater's other live lease, their quota and the rubric's fingerprint; the submit's and the
+    claim's audit rows go in together. Raises Assignment.DoesNotExist when the pair is not this clinician's
+    (a 404), and ValidationError as rating_submit does. `drop_unknown` ignores values for criteria the study
+    does not have (the form's fields); otherwise they are refused, as rating_submit refuses them."""
     now = now or timezone.now()
     with transaction.atomic():
         rater = compiled.first("submit_rater", _rater_locked_query, {"user_id": int}, user_id=user.pk)
@@ -362,19 +370,24 @@ def rating_submit_and_next(
             raise Assignment.DoesNotExist
         study = locked.study
         criteria = criteria_in_page_order(study, row=locked)
-        known = {c.key for c in criteria}
-        data.values = {k: v for k, v in data.values.items() if k in known}
-        data.rationales = {k: v for k, v in data.rationales.items() if k in known}
+        if drop_unknown:
+            known = {c.key for c in criteria}
+            data.values = {k: v for k, v in data.values.items() if k in known}
+            data.rationales = {k: v for k, v in data.rationales.items() if k in known}
         was_leased = locked.status == Assignment.Status.LEASED
         outcome, audit = _submit_locked(locked=locked, rater=rater, criteria=criteria, data=data)
         audits = [audit] if audit is not None else []
         claimed = None
         # Straight on to the next pair, unless feedback comes first; a reinstated lease claims afresh afterwards,
         # so this transaction never holds two comparisons' locks at once.
-        if outcome.feedback is None and was_leased and outcome.created:
-            quota = locked.member_quota if locked.member_quota is not None else study.quota_per_rater
+        if claim_next and outcome.feedback is None and was_leased and outcome.created:
             claim = assignment_next_locked(
-                study=study, rater=rater, now=now, with_content=False, current_pk=locked.other_lease, quota=quota
+                study=study,
+                rater=rater,
+                now=now,
+                with_content=False,
+                current_pk=locked.other_lease,
+                quota=quota_of(study=study, member_quota=locked.member_quota),
             )
             if claim is not None:
                 claimed = claim.assignment
@@ -382,7 +395,7 @@ def rating_submit_and_next(
                     audits.append(claim.audit)
         audit_record_many(audits)
     leases_sweep_if_due(study=study, rater=rater, now=now)
-    if claimed is None and outcome.feedback is None and not (was_leased and outcome.created):
+    if claim_next and claimed is None and outcome.feedback is None and not (was_leased and outcome.created):
         from annotations.services.assignment import assignment_next  # the separate claim after a reinstatement
 
         claimed = assignment_next(study=study, rater=rater, now=now, with_content=False)

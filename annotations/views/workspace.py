@@ -45,7 +45,7 @@ from annotations.services.rating import (
     my_pairs_for_rater,
     pair_for_rater,
     rating_revise,
-    rating_submit_and_next,
+    rating_submit_own,
     scale_options,
 )
 from annotations.views.common import error_dict
@@ -375,7 +375,9 @@ def workspace_submit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse
         return redirect("workspace-done", slug=assignment.study.slug)
     data = rating_input_from_post(request.POST)
     try:
-        result = rating_submit_and_next(user=request.user, public_id=public_id, data=data)
+        result = rating_submit_own(
+            user=request.user, public_id=public_id, data=data, claim_next=True, drop_unknown=True
+        )
     except Assignment.DoesNotExist:
         raise Http404("No such pair.") from None
     except ValidationError as exc:
