@@ -34,6 +34,8 @@ def _stand_in(kind: type, index: int) -> Any:
         return uuid.UUID(int=_UUID_BASE + index)
     if kind is datetime:
         return datetime(1971, 2, 3, 4, 5, index % 60, 123456, tzinfo=UTC)
+    if kind is str:
+        return f"compiled-stand-in-{index}-{_INT_BASE}"
     raise TypeError(f"no stand-in for parameters of type {kind.__name__}")
 
 

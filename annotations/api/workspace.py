@@ -8,6 +8,7 @@ import uuid
 import rules
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 from django.urls import path
@@ -18,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations import compiled
 from annotations.api.errors import api_validation_error
 from annotations.api.studies import api_study
 from annotations.models import Assignment, Comparison, Profile, Study, StudyMembership
@@ -31,6 +33,8 @@ from annotations.services.assignment import (
 from annotations.services.rating import (
     RatingInput,
     comparison_mark_gold,
+    criteria_fingerprint_extra,
+    criteria_in_page_order,
     draft_save,
     pair_for_rater,
     rating_revise,
@@ -47,14 +51,22 @@ class Conflict(APIException):
     default_detail = "The pair cannot take this change."
 
 
-def _clinician_study(request: Request, slug: str) -> Study:
-    """The study, if the account is a clinician member of it ("rate_in_study"), read with the membership's role
-    and quota (`member_quota`) in one query."""
-    member = StudyMembership.objects.filter(study=OuterRef("pk"), user_id=request.user.pk)
-    study = (
+def _clinician_study_query(*, slug: str, user_id: int):
+    member = StudyMembership.objects.filter(study=OuterRef("pk"), user_id=user_id)
+    qn = connection.ops.quote_name
+    return (
         Study.objects.filter(slug=slug)
         .annotate(member_role=Subquery(member.values("role")[:1]), member_quota=Subquery(member.values("quota")[:1]))
-        .first()
+        .extra(select=criteria_fingerprint_extra(f"{qn(Study._meta.db_table)}.{qn('id')}"))  # noqa: S610 (constant SQL)
+    )[:1]
+
+
+def _clinician_study(request: Request, slug: str) -> Study:
+    """The study, if the account is a clinician member of it ("rate_in_study"), read in one query with the
+    membership's role and quota (`member_quota`) and the rubric's fingerprint (for criteria_in_page_order's
+    cache); compiled once per process (annotations/compiled.py)."""
+    study = compiled.first(
+        "api_clinician_study", _clinician_study_query, {"slug": str, "user_id": int}, slug=slug, user_id=request.user.pk
     )
     if study is None or study.member_role != StudyMembership.Role.CLINICIAN:
         raise Http404
@@ -112,8 +124,8 @@ class PairOutput(serializers.Serializer):
     state = serializers.DictField()
 
 
-def _pair_response(assignment: Assignment) -> Response:
-    pair = pair_for_rater(assignment=assignment)
+def _pair_response(assignment: Assignment, criteria: list | None = None) -> Response:
+    pair = pair_for_rater(assignment=assignment, criteria=criteria)
     pair.pop("study", None)
     return Response(pair)
 
@@ -127,7 +139,9 @@ class NextPairApi(APIView):
         )
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return _pair_response(assignment)  # assignment_next hands it over with the pair's content loaded
+        # assignment_next hands the pair over with its content loaded; the criteria come from the per-process
+        # cache while the rubric's fingerprint, read with the study, is unchanged.
+        return _pair_response(assignment, criteria_in_page_order(study, row=study))
 
 
 class PairApi(APIView):

@@ -482,6 +482,10 @@ def leases_sweep_if_due(*, study: Study, rater: Rater | None = None, now: dateti
 _UNKNOWN: Any = object()
 
 
+def _comparison_with_texts(*, pk: int):
+    return Comparison.objects.select_related("prompt", "response_first", "response_second").filter(pk=pk)[:1]
+
+
 @dataclass(frozen=True)
 class NextClaim:
     assignment: Assignment
@@ -600,8 +604,8 @@ def assignment_next_locked(
     )
     _insert_counted(assignment, left_system=left, right_system=right)
     if with_content and claim.comparison is None:
-        assignment.comparison = Comparison.objects.select_related("prompt", "response_first", "response_second").get(
-            pk=claim.comparison_id
+        assignment.comparison = compiled.first(
+            "claim_content", _comparison_with_texts, {"pk": int}, pk=claim.comparison_id
         )
     audit = {
         "actor": rater.user if rater.user_id else None,

@@ -162,11 +162,12 @@ _CRITERIA_CACHE: dict[int, tuple[tuple[int, int], list[Criterion]]] = {}
 _CRITERIA_CACHE_MAX = 512
 
 
-def criteria_fingerprint_extra() -> dict[str, str]:
-    """Extra columns (`.extra(select=...)`, on a query whose table has a `study_id` column) naming the study's
-    current rubric; plain SQL, so nothing to compile per request."""
+def criteria_fingerprint_extra(study_column: str | None = None) -> dict[str, str]:
+    """Extra columns (`.extra(select=...)`) naming the study's current rubric, on a query of assignments, or of
+    any row whose `study_column` (quoted SQL) holds the study's id; plain SQL, so nothing to compile per request."""
     qn = connection.ops.quote_name
-    links = f"FROM {qn(StudyCriterion._meta.db_table)} l WHERE l.study_id = {qn(Assignment._meta.db_table)}.study_id"
+    study_column = study_column or f"{qn(Assignment._meta.db_table)}.{qn('study_id')}"
+    links = f"FROM {qn(StudyCriterion._meta.db_table)} l WHERE l.study_id = {study_column}"
     return {"criteria_links": f"SELECT COUNT(*) {links}", "criteria_last_link": f"SELECT MAX(l.id) {links}"}
 
 
