@@ -196,31 +196,42 @@ class ModelWrites:
         self.table = qn(meta.db_table)
         self.pk_column = qn(meta.pk.column)
         self.insert_fields = [f for f in meta.concrete_fields if f is not meta.auto_field and not f.generated]
+        self.fields = {f.attname: f for f in meta.concrete_fields}
+        self.columns = {f.attname: qn(f.column) for f in meta.concrete_fields}
         self.conversions = {f.attname: _column_conversion(f, connection) for f in meta.concrete_fields}
-        columns = ", ".join(qn(f.column) for f in self.insert_fields)
+        columns = ", ".join(self.columns[f.attname] for f in self.insert_fields)
         # varchar(64)[] would truncate nothing but is not a type UNNEST takes: the base type, as Django does.
         arrays = ", ".join(f"%s::{f.db_type(connection).split('(')[0]}[]" for f in self.insert_fields)
         self.insert_sql = f"INSERT INTO {self.table} ({columns}) SELECT * FROM UNNEST({arrays})"  # noqa: S608
-        self._columns = {f.attname: qn(f.column) for f in meta.concrete_fields}
 
-    def _values(self, objs: list[Model], field: Field, raw: bool) -> list[Any]:
+    def _value(self, obj: Model, field: Field, raw: bool) -> Any:
         # pre_save sets auto_now and auto_now_add fields on the instance, as save() does; raw writes them as set.
-        values = [getattr(obj, field.attname) for obj in objs] if raw else [field.pre_save(obj, True) for obj in objs]
+        value = getattr(obj, field.attname) if raw else field.pre_save(obj, True)
         convert = self.conversions[field.attname]
-        return values if convert is None else [convert(value) for value in values]
+        return value if convert is None else convert(value)
 
     def insert_params(self, objs: list[Model], *, raw: bool = False) -> list[list[Any]]:
         """One array per column for insert_sql; `raw` writes auto_now(_add) fields as set (save_base's raw)."""
-        return [self._values(objs, field, raw) for field in self.insert_fields]
+        return [[self._value(obj, field, raw) for obj in objs] for field in self.insert_fields]
+
+    def insert(self, objs: list[Model], *, raw: bool = False, along: tuple[str, list[Any]] | None = None) -> None:
+        """Insert the instances in one statement and mark them saved with their new primary keys; `along`, a
+        statement and its parameters, runs in the same statement (as a WITH clause)."""
+        sql, params = f"{self.insert_sql} RETURNING {self.pk_column}", self.insert_params(objs, raw=raw)
+        if along is not None:
+            sql, params = f"WITH along AS ({along[0]}) {sql}", [*along[1], *params]
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            pks = [row[0] for row in cursor.fetchall()]
+        self.inserted(objs, pks)
 
     def update_sql(self, fields: tuple[str, ...]) -> str:
         """UPDATE of these fields (attnames) of one row; parameters: update_params(obj, fields)."""
-        assignments = ", ".join(f"{self._columns[name]} = %s" for name in fields)
+        assignments = ", ".join(f"{self.columns[name]} = %s" for name in fields)
         return f"UPDATE {self.table} SET {assignments} WHERE {self.pk_column} = %s"  # noqa: S608
 
     def update_params(self, obj: Model, fields: tuple[str, ...]) -> list[Any]:
-        meta = obj._meta
-        return [*(self._values([obj], meta.get_field(name), False)[0] for name in fields), obj.pk]
+        return [*(self._value(obj, self.fields[name], False) for name in fields), obj.pk]
 
     def inserted(self, objs: list[Model], pks: list[Any] | None = None) -> None:
         """Mark the instances as saved, as the ORM would after its insert (with the returned primary keys)."""

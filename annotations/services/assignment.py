@@ -171,16 +171,7 @@ def _insert_counted(assignment: Assignment, *, left_system: int, right_system: i
             with connection.cursor() as cursor:
                 cursor.execute(*balance)
         return
-    rows = compiled.writes(Assignment)
-    sql = f"{rows.insert_sql} RETURNING {rows.pk_column}"
-    params = rows.insert_params([assignment])
-    if balance is not None:
-        sql = f"WITH counted AS ({balance[0]}) {sql}"
-        params = [*balance[1], *params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        (pk,) = cursor.fetchone()
-    rows.inserted([assignment], [pk])
+    compiled.writes(Assignment).insert([assignment], along=balance)
 
 
 # ---- leases -----------------------------------------------------------------------------------

@@ -99,11 +99,7 @@ def _insert_hashed(events: list[AuditEvent]) -> None:
             event.pk = row[0]
             event._state.adding = False
         return
-    rows = compiled.writes(AuditEvent)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{rows.insert_sql} RETURNING {rows.pk_column}", rows.insert_params(events, raw=True))
-        pks = [row[0] for row in cursor.fetchall()]
-    rows.inserted(events, pks)
+    compiled.writes(AuditEvent).insert(events, raw=True)
 
 
 def audit_download(

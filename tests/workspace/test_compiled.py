@@ -152,9 +152,7 @@ def test_model_writes_store_exactly_what_the_orm_stores(ws_study, clinician):
     by_orm, by_writes = assignment(comparisons[0]), assignment(comparisons[1])
     by_orm.save(force_insert=True)
     rows = compiled.writes(Assignment)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{rows.insert_sql} RETURNING {rows.pk_column}", rows.insert_params([by_writes]))
-        rows.inserted([by_writes], [cursor.fetchone()[0]])
+    rows.insert([by_writes])
     assert by_writes.pk and not by_writes._state.adding and by_writes.created_at is not None
 
     # An UPDATE of some fields, as the submit writes them.
